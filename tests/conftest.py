@@ -1,0 +1,86 @@
+"""Shared test models. Each is small, seeded and deterministic."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import xai
+
+
+class TwoStage(nn.Module):
+    """``body`` (conv, ReLU, conv, ReLU) then a ``tail`` with no global pooling.
+
+    The explained layer ``body.3`` has spatially varying gradients (the tail flattens into
+    a Linear), so the Grad-CAM variants really differ here. Tests compute the reference
+    activations as ``model.body(x)`` and their gradients through ``model.tail``
+    themselves, with no hooks.
+    """
+
+    def __init__(self, in_channels: int = 3, inplace: bool = False, classes: int = 7) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 4, 3, padding=1),
+            nn.ReLU(inplace=inplace),
+            nn.Conv2d(4, 6, 3, padding=1),
+            nn.ReLU(inplace=inplace),
+        )
+        self.tail = nn.Sequential(
+            nn.Conv2d(6, 5, 3, padding=1),
+            nn.ReLU(inplace=inplace),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(5 * 4 * 4, classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail(self.body(x))
+
+
+def make_two_stage(seed: int = 0, **kwargs) -> TwoStage:
+    torch.manual_seed(seed)
+    model = TwoStage(**kwargs)
+    with torch.no_grad():  # larger biases so that ReLUs are neither all on nor all off
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.mul_(2.0)
+                m.bias.uniform_(-0.1, 0.4)
+    return model.eval()
+
+
+def make_gapcnn(seed: int = 0, **kwargs) -> xai.models.GAPCNN:
+    torch.manual_seed(seed)
+    options = {"in_channels": 1, "num_classes": 5, "channels": (4, 8, 6), "convs_per_block": 1}
+    options.update(kwargs)
+    model = xai.models.GAPCNN(**options)
+    with torch.no_grad():  # non-trivial batch-norm statistics
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.3)
+    return model.eval()
+
+
+@pytest.fixture
+def two_stage() -> TwoStage:
+    return make_two_stage()
+
+
+@pytest.fixture
+def gapcnn() -> xai.models.GAPCNN:
+    return make_gapcnn()
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.rand(3, 3, 8, 8)
+
+
+@pytest.fixture
+def gray() -> torch.Tensor:
+    torch.manual_seed(2)
+    return torch.rand(4, 1, 16, 16)

@@ -1,0 +1,249 @@
+"""Every method against a reference written here from its paper's equations.
+
+The references take the activations and gradients from plain autograd on a float64 copy
+of the model (``tests/_reference.py``, no hooks), and spell each formula out with loops
+over channels and positions, independent of the library's vectorised code. The explained
+layer sits in the middle of a network whose tail flattens into a Linear, so gradients
+vary over space and the Grad-CAM variants genuinely differ.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import xai
+from tests._reference import split_activations
+from tests.conftest import make_two_stage
+
+LAYER = "body.3"
+CLASSES = [2, 5, 0]
+
+
+def relu(a: np.ndarray) -> np.ndarray:
+    return np.maximum(a, 0.0)
+
+
+@pytest.fixture
+def case(images):
+    model = make_two_stage()
+    A, G, y, _ = split_activations(model, images, CLASSES)
+    return model, images, A.numpy(), G.numpy(), y.numpy()
+
+
+def explain(model, x, method, **options):
+    return xai.explain(model, x, method=method, layer=LAYER, target=CLASSES, **options)
+
+
+def assert_maps(result, expected, tol=1e-5):
+    expected = np.asarray(expected)
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(result.raw.numpy(), expected, atol=tol * scale, rtol=tol)
+
+
+def test_reference_is_not_degenerate(case):
+    """The test case must exercise what distinguishes the methods."""
+    _, _, A, G, _ = case
+    assert (A > 0).mean() > 0.3 and (A == 0).mean() > 0.05
+    per_channel_spread = G.std(axis=(2, 3))
+    assert per_channel_spread.mean() > 0.1 * np.abs(G).mean()  # gradients vary over space
+    assert (G < 0).any() and (G > 0).any()
+
+
+def test_gradcam_matches_equation(case):
+    model, x, A, G, _ = case
+    expected = np.zeros((A.shape[0],) + A.shape[2:])
+    for n in range(A.shape[0]):
+        for k in range(A.shape[1]):
+            alpha = G[n, k].sum() / (A.shape[2] * A.shape[3])
+            expected[n] += alpha * A[n, k]
+    assert_maps(explain(model, x, "gradcam"), relu(expected))
+
+
+def test_gradcampp_matches_equation(case):
+    """alpha_ij = g^2 / (2 g^2 + sum_ab A_ab g^3); w_k = sum_ij alpha_ij relu(g_ij)."""
+    model, x, A, G, _ = case
+    expected = np.zeros((A.shape[0],) + A.shape[2:])
+    for n in range(A.shape[0]):
+        for k in range(A.shape[1]):
+            total = A[n, k].sum()
+            w = 0.0
+            for i in range(A.shape[2]):
+                for j in range(A.shape[3]):
+                    g = G[n, k, i, j]
+                    denominator = 2 * g**2 + total * g**3
+                    alpha = g**2 / denominator if denominator != 0 else 0.0
+                    w += alpha * max(g, 0.0)
+            expected[n] += w * A[n, k]
+    result = explain(model, x, "gradcam++")
+    assert_maps(result, relu(expected))
+    # The denominator matters here: without it the map would differ.
+    undivided = np.einsum("nk,nkhw->nhw", (G**2 * relu(G)).sum(axis=(2, 3)), A)
+    assert not np.allclose(result.raw.numpy(), relu(undivided), rtol=1e-2)
+
+
+def test_xgradcam_matches_equation(case):
+    model, x, A, G, _ = case
+    expected = np.zeros((A.shape[0],) + A.shape[2:])
+    for n in range(A.shape[0]):
+        for k in range(A.shape[1]):
+            total = A[n, k].sum()
+            alpha = (A[n, k] * G[n, k]).sum() / total if total != 0 else 0.0
+            expected[n] += alpha * A[n, k]
+    assert_maps(explain(model, x, "xgradcam"), relu(expected))
+
+
+def test_hirescam_matches_equation(case):
+    model, x, A, G, _ = case
+    expected = sum(G[:, k] * A[:, k] for k in range(A.shape[1]))
+    assert_maps(explain(model, x, "hirescam"), relu(expected))
+
+
+def test_layercam_matches_equation(case):
+    model, x, A, G, _ = case
+    expected = sum(relu(G[:, k]) * A[:, k] for k in range(A.shape[1]))
+    assert_maps(explain(model, x, "layercam"), relu(expected))
+
+
+def _score_cam_reference(model, x, A, classes, softmax=True, baseline=0.0):
+    m = model.double()
+    xd = x.double()
+    h, w = x.shape[2:]
+    expected = np.zeros((A.shape[0],) + A.shape[2:])
+    with torch.no_grad():
+        for n in range(A.shape[0]):
+
+            def f(image, n=n):
+                out = m(image[None])[0]
+                return float(torch.softmax(out, 0)[classes[n]] if softmax else out[classes[n]])
+
+            base = f(torch.full_like(xd[n], baseline)) if baseline is not None else 0.0
+            for k in range(A.shape[1]):
+                up = F.interpolate(
+                    torch.from_numpy(A[n, k])[None, None],
+                    size=(h, w),
+                    mode="bilinear",
+                    align_corners=False,
+                )[0, 0]
+                span = up.max() - up.min()
+                mask = (up - up.min()) / span if span > 0 else torch.zeros_like(up)
+                alpha = f(xd[n] * mask) - base
+                expected[n] += alpha * A[n, k]
+    return relu(expected)
+
+
+@pytest.mark.parametrize(("softmax", "baseline"), [(True, 0.0), (False, None), (True, 0.5)])
+def test_scorecam_matches_equation(case, softmax, baseline):
+    model, x, A, _, _ = case
+    expected = _score_cam_reference(make_two_stage(), x, A, CLASSES, softmax, baseline)
+    result = explain(model, x, "scorecam", softmax=softmax, baseline=baseline, batch_size=5)
+    assert_maps(result, expected, tol=2e-5)
+
+
+def test_ablationcam_matches_equation(case):
+    """w_k = (y - y_k) / y, where y_k is the score with channel k of A set to zero."""
+    model, x, A, _, y = case
+    _, _, _, m = split_activations(model, x, CLASSES)
+    expected = np.zeros((A.shape[0],) + A.shape[2:])
+    with torch.no_grad():
+        for n in range(A.shape[0]):
+            for k in range(A.shape[1]):
+                ablated = torch.from_numpy(A[n].copy())
+                ablated[k] = 0
+                y_k = float(m.tail(ablated[None])[0, CLASSES[n]])
+                expected[n] += (y[n] - y_k) / y[n] * A[n, k]
+    assert_maps(explain(model, x, "ablationcam", batch_size=4), relu(expected))
+
+
+def test_eigencam_matches_first_principal_direction(case):
+    """The map is M v1, v1 the top eigenvector of M^T M (numpy's eigh, not an SVD)."""
+    model, x, A, _, _ = case
+    n, c, h, w = A.shape
+    result = explain(model, x, "eigencam")
+    for s in range(n):
+        M = A[s].reshape(c, h * w).T
+        _, vectors = np.linalg.eigh(M.T @ M)
+        v1 = vectors[:, -1]
+        projection = M @ v1
+        if projection.sum() < 0:
+            projection = -projection
+        np.testing.assert_allclose(result.raw[s].numpy().ravel(), projection, atol=1e-4, rtol=1e-4)
+    # Class-agnostic: another target gives the same map.
+    other = xai.explain(model, x, method="eigencam", layer=LAYER, target=1)
+    torch.testing.assert_close(other.raw, result.raw)
+
+
+class _GuidedReLU(torch.autograd.Function):
+    """ReLU whose backward is the guided rule: grad * [input > 0] * [grad > 0]."""
+
+    @staticmethod
+    def forward(ctx, z):
+        ctx.save_for_backward(z)
+        return z.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (z,) = ctx.saved_tensors
+        return grad * (z > 0) * (grad > 0)
+
+
+def _guided_reference(model, x, classes):
+    """The network written out by hand with guided ReLUs, in float64."""
+    m = make_two_stage().double()
+    m.load_state_dict(model.state_dict())
+    b, t = m.body, m.tail
+    xi = x.double().requires_grad_(True)
+    h = _GuidedReLU.apply(b[0](xi))
+    h = _GuidedReLU.apply(b[2](h))
+    h = _GuidedReLU.apply(t[0](h))
+    out = t[4](t[3](t[2](h)))
+    y = out[torch.arange(len(classes)), torch.as_tensor(classes)]
+    (g,) = torch.autograd.grad(y.sum(), xi)
+    return g.numpy()
+
+
+def test_guided_backprop_matches_hand_written_guided_network(case):
+    model, x, _, _, _ = case
+    expected = _guided_reference(model, x, CLASSES)
+    result = xai.explain(model, x, method="guided-backprop", target=CLASSES)
+    np.testing.assert_allclose(result.attributions.numpy(), expected, atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(result.raw.numpy(), np.abs(expected).max(axis=1), atol=1e-5)
+    assert result.layer is None
+    # Guidance matters: the plain gradient is different.
+    xi = x.clone().requires_grad_(True)
+    out = model(xi)
+    (plain,) = torch.autograd.grad(out[torch.arange(3), CLASSES].sum(), xi)
+    assert not np.allclose(plain.numpy(), expected, atol=1e-3)
+
+
+def test_guided_gradcam_is_guided_backprop_times_upsampled_gradcam(case):
+    model, x, A, G, _ = case
+    cam = relu(np.einsum("nk,nkhw->nhw", G.mean(axis=(2, 3)), A))
+    up = F.interpolate(
+        torch.from_numpy(cam)[:, None], size=x.shape[2:], mode="bilinear", align_corners=False
+    )[:, 0].numpy()
+    expected = _guided_reference(model, x, CLASSES) * up[:, None]
+    result = explain(model, x, "guided-gradcam")
+    np.testing.assert_allclose(result.attributions.numpy(), expected, atol=1e-5, rtol=1e-4)
+    assert result.layer == LAYER
+
+
+def test_cam_matches_equation(gapcnn, gray):
+    """CAM = ReLU(sum_k w^c_k A^k) with the head's weights, bias left out."""
+    from tests._reference import gap_activations
+
+    classes = [0, 3, 4, 1]
+    A, _, _, m = gap_activations(gapcnn, gray, classes)
+    W = m.head.weight.detach().numpy()
+    A = A.numpy()
+    expected = np.zeros((A.shape[0],) + A.shape[2:])
+    for n in range(A.shape[0]):
+        for k in range(A.shape[1]):
+            expected[n] += W[classes[n], k] * A[n, k]
+    result = xai.explain(gapcnn, gray, method="cam", target=classes)
+    np.testing.assert_allclose(result.raw.numpy(), relu(expected), atol=1e-5)
+    signed = xai.explain(gapcnn, gray, method="cam", target=classes, relu=False)
+    np.testing.assert_allclose(signed.raw.numpy(), expected, atol=1e-5)
+    assert (expected < 0).any()  # the signed option is exercised

@@ -1,0 +1,74 @@
+"""``xai.explain``: one call for every registered image method."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from torch import nn
+
+from xai import registry
+from xai.cam.targets import TargetLike
+from xai.explanation import Explanation
+
+__all__ = ["explain", "explainer"]
+
+
+def explainer(
+    model: nn.Module,
+    method: str = "gradcam",
+    layer: str | nn.Module | None = None,
+    **options: Any,
+) -> Any:
+    """Build the explainer object for ``method`` (reuse it to explain many batches).
+
+    Unknown options get an error that lists the method's valid ones.
+    """
+    info = registry.get(method)
+    cls = info.load()
+    parameters = inspect.signature(cls.__init__).parameters
+    valid = [p for p in parameters if p not in ("self", "model", "layer")]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        listed = ", ".join(valid) if valid else "none"
+        raise TypeError(
+            f"method {info.name!r} got unknown option(s) {', '.join(unknown)}; its options "
+            f"are: {listed}."
+        )
+    return cls(model, layer=layer, **options)
+
+
+def explain(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    method: str = "gradcam",
+    layer: str | nn.Module | None = None,
+    target: TargetLike = None,
+    **options: Any,
+) -> Explanation:
+    """Explain a batch of images with any registered method.
+
+    Args:
+        model: a ``torch.nn.Module`` image classifier; left exactly as it was.
+        inputs: ``(N, C, H, W)`` float tensor, scaled as the model expects.
+        method: a name from :func:`xai.methods` (``"cam"``, ``"gradcam"``,
+            ``"gradcam++"``, ...); case, ``-`` and ``_`` are ignored.
+        layer: a dotted name from ``model.named_modules()``, a submodule, or ``None`` for
+            the last spatial feature maps (the maps a GAP head pools).
+        target: ``None`` (each sample's top-1 class), an ``int`` (all samples), N ints
+            (one per sample), or a callable mapping the model's output to (N,) scores.
+        **options: the method's own options, e.g. ``batch_size`` for Score-CAM.
+
+    Returns:
+        An :class:`~xai.Explanation`: ``maps`` (N, H, W) in [0, 1], ``raw``,
+        ``targets``, ``scores``, ``method`` and ``layer``.
+
+    Example:
+        >>> import torch, xai
+        >>> model = xai.models.GAPCNN(in_channels=1, num_classes=10)
+        >>> e = xai.explain(model, torch.rand(2, 1, 28, 28), method="gradcam")
+        >>> tuple(e.maps.shape), e.layer
+        ((2, 28, 28), 'features.16')
+    """
+    return explainer(model, method, layer, **options)(inputs, target=target)

@@ -1,0 +1,93 @@
+"""Ablation-CAM: channel weights from the score drop when a channel is zeroed.
+
+Desai & Ramaswamy (2020), "Ablation-CAM: Visual Explanations for Deep Convolutional
+Network via Gradient-free Localization", WACV.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from xai.cam._options import positive_int
+from xai.cam.base import BaseCAM
+from xai.cam.hooks import capture, forward_hooks
+from xai.cam.targets import Target, TargetLike, resolve_target
+
+__all__ = ["AblationCAM"]
+
+
+def _zero_channels(channels: torch.Tensor):
+    """A forward hook that zeroes ``channels[b]`` in row ``b`` of the layer's output."""
+
+    def hook(module: nn.Module, inputs: Any, out: torch.Tensor) -> torch.Tensor:
+        out = out.clone()
+        out[torch.arange(out.shape[0], device=out.device), channels] = 0
+        return out
+
+    return hook
+
+
+class AblationCAM(BaseCAM):
+    r"""Ablation-CAM: a channel matters as much as the score falls without it.
+
+    With :math:`y^c` the target's score and :math:`y^c_k` the score when the layer's
+    k-th map is set to zero (everything else unchanged),
+
+    .. math::
+        w^c_k = \frac{y^c - y^c_k}{y^c},
+        \qquad L^c_{\mathrm{Ablation\text{-}CAM}} = \mathrm{ReLU}\Big(\sum_k w^c_k A^k\Big)
+
+    as in the paper, with the raw class score (logit). Dividing by :math:`y^c` scales all
+    of a sample's weights alike; if :math:`y^c < 0` the map's sign flips, exactly as the
+    paper's formula says. A score of exactly zero is replaced by the smallest positive
+    float to avoid a division by zero.
+
+    Args:
+        batch_size: ablated copies per forward pass (the result does not depend on it).
+
+    Cost: ``N * C`` extra forward passes (C = the layer's channels), chunked.
+    """
+
+    name = "ablationcam"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: str | nn.Module | None = None,
+        *,
+        relu: bool = True,
+        batch_size: int = 64,
+    ) -> None:
+        super().__init__(model, layer, relu=relu)
+        self.batch_size = positive_int(batch_size, "batch_size", "AblationCAM")
+
+    def _signed_map(
+        self, x: torch.Tensor, name: str, layer: nn.Module, target: TargetLike
+    ) -> tuple[torch.Tensor, Target, torch.Tensor]:
+        n = x.shape[0]
+        samples = torch.arange(n)
+        with torch.no_grad():
+            with capture(layer, name, grad=False) as cap:
+                output = self.model(x)
+            resolved = resolve_target(target, output, n)
+            scores = resolved.scores(output, samples)
+            A = cap.value
+            k = A.shape[1]
+            rows = samples.repeat_interleave(k)
+            channels = torch.arange(k).repeat(n)
+            ablated = torch.empty(n * k, dtype=torch.float32)
+            for start in range(0, n * k, self.batch_size):
+                stop = min(start + self.batch_size, n * k)
+                ablate = _zero_channels(channels[start:stop].to(x.device))
+                with forward_hooks([(layer, ablate)]):
+                    out = self.model(x[rows[start:stop]])
+                ablated[start:stop] = resolved.scores(out, rows[start:stop]).float().cpu()
+        y = scores.float().cpu()
+        tiny = torch.finfo(torch.float32).tiny
+        denominator = torch.where(y == 0, torch.full_like(y, tiny), y)
+        weights = (y[:, None] - ablated.reshape(n, k)) / denominator[:, None]
+        signed = torch.einsum("nk,nkhw->nhw", weights.to(A.device), A.float())
+        return signed, resolved, scores

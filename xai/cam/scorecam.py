@@ -1,0 +1,90 @@
+"""Score-CAM: channel weights from the scores of masked inputs.
+
+Wang, Wang, Du, Yang, Zhang, Ding, Mardziel, Hu (2020), "Score-CAM: Score-Weighted Visual
+Explanations for Convolutional Neural Networks", CVPR Workshops.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from xai.cam._options import positive_int
+from xai.cam.base import BaseCAM
+from xai.cam.hooks import capture
+from xai.cam.maps import minmax, upsample
+from xai.cam.targets import Target, TargetLike, resolve_target
+
+__all__ = ["ScoreCAM"]
+
+
+class ScoreCAM(BaseCAM):
+    r"""Score-CAM: each channel is weighted by how much its mask alone raises the score.
+
+    Each map :math:`A^k` is upsampled to the input size and min-max normalised to
+    :math:`H^k \in [0, 1]`; the input masked by it, :math:`X \circ H^k`, is scored:
+
+    .. math::
+        \alpha^c_k = f^c(X \circ H^k) - f^c(X_b),
+        \qquad L^c_{\mathrm{Score\text{-}CAM}} = \mathrm{ReLU}\Big(\sum_k \alpha^c_k A^k\Big)
+
+    the paper's "increase of confidence", with :math:`f^c` the softmax probability of
+    class c and the baseline :math:`X_b` a constant image (zeros by default).
+
+    Args:
+        batch_size: masked images per forward pass (memory vs. speed; the result does not
+            depend on it).
+        softmax: score with class probabilities (the paper) or raw logits (``False``).
+            A callable target is used as it is.
+        baseline: the constant value of the baseline image :math:`X_b`, or ``None`` to
+            drop the :math:`f^c(X_b)` term, as the authors' released code does.
+
+    Cost: ``N * C`` extra forward passes (C = the layer's channels), chunked.
+    """
+
+    name = "scorecam"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: str | nn.Module | None = None,
+        *,
+        relu: bool = True,
+        batch_size: int = 64,
+        softmax: bool = True,
+        baseline: float | None = 0.0,
+    ) -> None:
+        super().__init__(model, layer, relu=relu)
+        self.batch_size = positive_int(batch_size, "batch_size", "ScoreCAM")
+        self.softmax = bool(softmax)
+        self.baseline = None if baseline is None else float(baseline)
+
+    def _signed_map(
+        self, x: torch.Tensor, name: str, layer: nn.Module, target: TargetLike
+    ) -> tuple[torch.Tensor, Target, torch.Tensor]:
+        n, _, height, width = x.shape
+        samples = torch.arange(n)
+        with torch.no_grad():
+            with capture(layer, name, grad=False) as cap:
+                output = self.model(x)
+            resolved = resolve_target(target, output, n)
+            scores = resolved.scores(output, samples)
+            A = cap.value
+            k = A.shape[1]
+            flat = A.reshape(n * k, A.shape[2], A.shape[3])
+            rows = samples.repeat_interleave(k)
+            weights = torch.empty(n * k, dtype=torch.float32)
+            for start in range(0, n * k, self.batch_size):
+                stop = min(start + self.batch_size, n * k)
+                masks = minmax(upsample(flat[start:stop].float(), (height, width)))
+                masked = x[rows[start:stop]] * masks[:, None].to(x.dtype)
+                out = self.model(masked)
+                chunk = resolved.scores(out, rows[start:stop], softmax=self.softmax)
+                weights[start:stop] = chunk.float().cpu()
+            weights = weights.reshape(n, k)
+            if self.baseline is not None:
+                out = self.model(torch.full_like(x, self.baseline))
+                base = resolved.scores(out, samples, softmax=self.softmax).float().cpu()
+                weights -= base[:, None]
+        signed = torch.einsum("nk,nkhw->nhw", weights.to(A.device), A.float())
+        return signed, resolved, scores

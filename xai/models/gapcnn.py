@@ -1,0 +1,94 @@
+"""A small CNN with a global-average-pooling head: the network CAM was defined for."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from xai.models.normalize import Normalize
+
+__all__ = ["GAPCNN"]
+
+
+class GAPCNN(nn.Module):
+    """Convolution blocks, then global average pooling and one linear layer.
+
+    ``normalize -> features -> pool (global average) -> dropout -> head (Linear)``.
+
+    ``features`` is one flat ``nn.Sequential`` of blocks; each block is
+    ``convs_per_block`` times ``Conv2d(kernel_size, padding="same") [-> BatchNorm2d] ->
+    ReLU``, followed by ``MaxPool2d(2)`` in every block but the last. The last block keeps
+    its resolution (7 x 7 for a 28 x 28 input with three blocks), so the class activation
+    maps of its output are as fine as they can be; its final ReLU is the layer that
+    ``layer=None`` selects for every method, and the maps CAM weights by ``head.weight``.
+
+    Args:
+        in_channels: image channels (1 for MNIST-family data, 3 for RGB).
+        num_classes: outputs of the head.
+        channels: output channels of each block; their number is the number of blocks.
+        convs_per_block: 3 x 3 convolutions per block.
+        kernel_size: odd convolution kernel size.
+        batch_norm: add ``BatchNorm2d`` after each convolution.
+        dropout: dropout probability before the head (0 disables it).
+        mean, std: if given, a :class:`~xai.models.Normalize` layer first, so the model
+            takes images scaled to [0, 1].
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        channels: Sequence[int] = (32, 64, 128),
+        *,
+        convs_per_block: int = 2,
+        kernel_size: int = 3,
+        batch_norm: bool = True,
+        dropout: float = 0.0,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        channels = tuple(int(c) for c in channels)
+        if not channels or min(channels) < 1:
+            raise ValueError(
+                f"channels must be a non-empty sequence of positive ints; got {channels}"
+            )
+        if in_channels < 1 or num_classes < 1 or convs_per_block < 1:
+            raise ValueError(
+                f"in_channels, num_classes and convs_per_block must be >= 1; got "
+                f"{in_channels}, {num_classes}, {convs_per_block}"
+            )
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd int; got {kernel_size}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {dropout}")
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std for in-model normalisation, or neither")
+
+        self.normalize: nn.Module = (
+            Normalize(mean, std) if mean is not None and std is not None else nn.Identity()
+        )
+        layers: list[nn.Module] = []
+        previous = in_channels
+        for index, width in enumerate(channels):
+            for _ in range(convs_per_block):
+                layers.append(
+                    nn.Conv2d(previous, width, kernel_size, padding="same", bias=not batch_norm)
+                )
+                if batch_norm:
+                    layers.append(nn.BatchNorm2d(width))
+                layers.append(nn.ReLU())
+                previous = width
+            if index < len(channels) - 1:
+                layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.head = nn.Linear(previous, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(self.normalize(x))
+        x = self.pool(x).flatten(1)
+        return self.head(self.dropout(x))

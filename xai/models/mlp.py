@@ -1,0 +1,73 @@
+"""A plain deep neural network: the baseline a CNN is compared against."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from xai.models.normalize import Normalize
+
+__all__ = ["MLP"]
+
+
+class MLP(nn.Module):
+    """Flatten, fully connected hidden layers with ReLU, then a linear head.
+
+    ``normalize -> flatten -> [Linear -> ReLU (-> Dropout)] * len(hidden) -> head``.
+    With no convolutions it has no feature maps, so CAM methods do not apply; it is the
+    "DNN" side of CNN-vs-DNN comparisons (and a Shapley/gradient target).
+
+    Args:
+        in_features: inputs after flattening (784 for 1 x 28 x 28 images).
+        num_classes: outputs of the head.
+        hidden: widths of the hidden layers (may be empty: logistic regression).
+        dropout: dropout probability after each hidden layer (0 disables it).
+        mean, std: if given, a :class:`~xai.models.Normalize` layer first.
+    """
+
+    def __init__(
+        self,
+        in_features: int = 784,
+        num_classes: int = 10,
+        hidden: Sequence[int] = (256, 128),
+        *,
+        dropout: float = 0.0,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        hidden = tuple(int(h) for h in hidden)
+        if in_features < 1 or num_classes < 1 or any(h < 1 for h in hidden):
+            raise ValueError(
+                f"in_features, num_classes and hidden widths must be >= 1; got "
+                f"{in_features}, {num_classes}, {hidden}"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {dropout}")
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std for in-model normalisation, or neither")
+        self.normalize: nn.Module = (
+            Normalize(mean, std) if mean is not None and std is not None else nn.Identity()
+        )
+        self.flatten = nn.Flatten()
+        layers: list[nn.Module] = []
+        previous = in_features
+        for width in hidden:
+            layers += [nn.Linear(previous, width), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            previous = width
+        self.hidden = nn.Sequential(*layers)
+        self.head = nn.Linear(previous, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.flatten(self.normalize(x))
+        first = self.hidden[0] if len(self.hidden) else self.head
+        if x.shape[1] != first.in_features:
+            raise ValueError(
+                f"MLP expects {first.in_features} input features after flattening; got "
+                f"{x.shape[1]} (input shape {tuple(x.shape)}). Set in_features to C*H*W."
+            )
+        return self.head(self.hidden(x))

@@ -1,0 +1,150 @@
+"""The one registry of explanation methods: name -> class, read by the API, CLI and docs.
+
+The registry holds import paths, not classes, so that listing methods (``xai.methods()``,
+``xai methods``) imports neither torch nor any method module.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["MethodInfo", "get", "methods", "resolve_name"]
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What the registry knows about one method."""
+
+    name: str
+    target: str  # "module:ClassName", imported on first use
+    summary: str
+    paper: str
+    gradients: bool  # does the method back-propagate?
+
+    def load(self) -> type[Any]:
+        """Import and return the explainer class."""
+        module_name, _, class_name = self.target.partition(":")
+        return getattr(importlib.import_module(module_name), class_name)
+
+
+_METHODS: tuple[MethodInfo, ...] = (
+    MethodInfo(
+        "cam",
+        "xai.cam.cam:CAM",
+        "final-layer weights of a GAP-headed network times the last feature maps; no gradients",
+        "Zhou et al. 2016, Learning Deep Features for Discriminative Localization",
+        False,
+    ),
+    MethodInfo(
+        "gradcam",
+        "xai.cam.gradcam:GradCAM",
+        "channel weights = spatial mean of the score's gradient; works on any conv layer",
+        "Selvaraju et al. 2017, Grad-CAM",
+        True,
+    ),
+    MethodInfo(
+        "gradcam++",
+        "xai.cam.gradcampp:GradCAMPlusPlus",
+        "pixel-wise alpha from second and third derivatives weights the positive gradients",
+        "Chattopadhay et al. 2018, Grad-CAM++",
+        True,
+    ),
+    MethodInfo(
+        "xgradcam",
+        "xai.cam.xgradcam:XGradCAM",
+        "gradients averaged with the normalised activations as weights (axiom-based)",
+        "Fu et al. 2020, Axiom-based Grad-CAM",
+        True,
+    ),
+    MethodInfo(
+        "hirescam",
+        "xai.cam.hirescam:HiResCAM",
+        "element-wise gradient times activation, summed over channels",
+        "Draelos & Carin 2020, HiResCAM",
+        True,
+    ),
+    MethodInfo(
+        "layercam",
+        "xai.cam.layercam:LayerCAM",
+        "element-wise positive gradient times activation, summed over channels",
+        "Jiang et al. 2021, LayerCAM",
+        True,
+    ),
+    MethodInfo(
+        "scorecam",
+        "xai.cam.scorecam:ScoreCAM",
+        "each channel's upsampled map masks the input; weight = the masked input's score gain",
+        "Wang et al. 2020, Score-CAM",
+        False,
+    ),
+    MethodInfo(
+        "ablationcam",
+        "xai.cam.ablationcam:AblationCAM",
+        "weight = relative drop of the score when the channel is zeroed",
+        "Desai & Ramaswamy 2020, Ablation-CAM",
+        False,
+    ),
+    MethodInfo(
+        "eigencam",
+        "xai.cam.eigencam:EigenCAM",
+        "projection of the feature maps on their first principal direction; class-agnostic",
+        "Muhammad & Yeasin 2020, Eigen-CAM",
+        False,
+    ),
+    MethodInfo(
+        "guided-backprop",
+        "xai.cam.guided:GuidedBackprop",
+        "input gradient with only positive gradients passed back through every ReLU",
+        "Springenberg et al. 2015, Striving for Simplicity",
+        True,
+    ),
+    MethodInfo(
+        "guided-gradcam",
+        "xai.cam.guided:GuidedGradCAM",
+        "guided backpropagation times the upsampled Grad-CAM map",
+        "Selvaraju et al. 2017, Grad-CAM",
+        True,
+    ),
+)
+
+_BY_NAME: dict[str, MethodInfo] = {m.name: m for m in _METHODS}
+_ALIASES: dict[str, str] = {"gradcampp": "gradcam++", "guidedbp": "guided-backprop"}
+
+
+def _key(name: str) -> str:
+    return name.strip().lower().replace("-", "").replace("_", "").replace(" ", "")
+
+
+_BY_KEY: dict[str, str] = {_key(m.name): m.name for m in _METHODS}
+_BY_KEY.update({_key(alias): name for alias, name in _ALIASES.items()})
+
+
+def methods() -> tuple[str, ...]:
+    """The names of all registered explanation methods, in a stable order."""
+    return tuple(m.name for m in _METHODS)
+
+
+def resolve_name(name: str) -> str:
+    """Map a user-typed method name to its registry name.
+
+    Case, ``-``, ``_`` and spaces are ignored (``"Grad-CAM"`` is ``"gradcam"``).
+
+    Raises:
+        ValueError: naming the valid methods and the closest match.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"method must be a string such as 'gradcam'; got {type(name).__name__}")
+    key = _key(name)
+    if key in _BY_KEY:
+        return _BY_KEY[key]
+    close = difflib.get_close_matches(key, list(_BY_KEY), n=1, cutoff=0.5)
+    hint = f" Did you mean {_BY_KEY[close[0]]!r}?" if close else ""
+    raise ValueError(f"unknown method {name!r}.{hint} Valid methods: {', '.join(methods())}.")
+
+
+def get(name: str) -> MethodInfo:
+    """The registry entry for ``name`` (aliases and spelling variants accepted)."""
+    return _BY_NAME[resolve_name(name)]
