@@ -247,3 +247,14 @@ def test_cam_matches_equation(gapcnn, gray):
     signed = xai.explain(gapcnn, gray, method="cam", target=classes, relu=False)
     np.testing.assert_allclose(signed.raw.numpy(), expected, atol=1e-5)
     assert (expected < 0).any()  # the signed option is exercised
+
+
+@pytest.mark.parametrize("method", ["scorecam", "ablationcam"])
+def test_chunked_equals_unchunked(method, case):
+    """The batch_size option trades memory for speed; the maps must not depend on it."""
+    model, x, _, _, _ = case
+    n_masked = x.shape[0] * 6  # 3 samples x 6 channels
+    results = [explain(model, x, method, batch_size=b).raw for b in (1, 4, 7, n_masked, 10_000)]
+    for other in results[1:]:
+        torch.testing.assert_close(other, results[0], rtol=1e-6, atol=1e-7)
+    assert results[0].abs().max() > 1e-3

@@ -1,10 +1,12 @@
 """xai-toolkit: explain PyTorch image classifiers with CAM, the Grad-CAM family and
 Shapley values.
 
-    >>> import xai
+    >>> import torch, xai
     >>> model = xai.models.GAPCNN(in_channels=1, num_classes=10)
-    >>> e = xai.explain(model, x, method="gradcam")        # x: (N, 1, 28, 28) in [0, 1]
-    >>> e.maps.shape                                       # (N, 28, 28), each in [0, 1]
+    >>> x = torch.rand(4, 1, 28, 28)                   # images scaled to [0, 1]
+    >>> e = xai.explain(model, x, method="gradcam")
+    >>> tuple(e.maps.shape), e.layer                   # maps in [0, 1] at input size
+    ((4, 28, 28), 'features.19')
 
 Importing ``xai`` is light: torch and the method modules load on first use, and shap,
 captum, matplotlib and OpenCV are never imported here.

@@ -69,6 +69,6 @@ def explain(
         >>> model = xai.models.GAPCNN(in_channels=1, num_classes=10)
         >>> e = xai.explain(model, torch.rand(2, 1, 28, 28), method="gradcam")
         >>> tuple(e.maps.shape), e.layer
-        ((2, 28, 28), 'features.16')
+        ((2, 28, 28), 'features.19')
     """
     return explainer(model, method, layer, **options)(inputs, target=target)

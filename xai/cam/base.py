@@ -144,9 +144,11 @@ def forward_backward(
     Returns the activations ``A`` (N, C, h, w), the gradients ``dy^c/dA`` of each
     sample's target score (same shape), the resolved target and the scores (N,).
     The scores are summed before differentiating; in evaluation mode the samples of a
-    batch are independent, so each sample's gradient is its own.
+    batch are independent, so each sample's gradient is its own. The forward pass runs
+    without recording a graph until the layer's hook turns recording on, so nothing before
+    the layer is kept for a backward pass that never reaches it.
     """
-    with torch.enable_grad(), capture(layer, name, grad=True) as cap:
+    with torch.no_grad(), capture(layer, name, grad=True) as cap:
         output = model(x)
     resolved = resolve_target(target, output, x.shape[0])
     with torch.enable_grad():

@@ -36,10 +36,11 @@ class Capture:
     """The output of one layer in one forward pass, as ``(N, C, h, w)`` maps.
 
     With ``grad=True`` the hook swaps the layer's output for a fresh leaf tensor that
-    requires grad (and feeds the rest of the network a copy of it). Differentiating
-    toward that leaf gives ``d score / d activation`` with a backward pass that stops at
-    the layer, that works with frozen parameters, and that an in-place operation after the
-    layer (``ReLU(inplace=True)``) cannot corrupt. With ``grad=False`` the output is
+    requires grad (and feeds the rest of the network a copy of it), and switches autograd
+    recording on from there. Differentiating toward that leaf gives ``d score /
+    d activation`` with a backward pass that stops at the layer, that works with frozen
+    parameters, and that an in-place operation after the layer (``ReLU(inplace=True)``)
+    cannot corrupt. With ``grad=False`` the output is
     copied, for the same reason, and left in place.
     """
 
@@ -73,6 +74,9 @@ class Capture:
             return None
         leaf.requires_grad_(True)
         self.activation = leaf
+        # The forward pass may run under no_grad up to here (see forward_backward): only
+        # what follows the layer needs an autograd graph.
+        torch.set_grad_enabled(True)
         return leaf.clone()
 
     @property

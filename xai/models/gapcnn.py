@@ -40,7 +40,7 @@ class GAPCNN(nn.Module):
         self,
         in_channels: int = 1,
         num_classes: int = 10,
-        channels: Sequence[int] = (32, 64, 128),
+        channels: Sequence[int] = (16, 32, 64),
         *,
         convs_per_block: int = 2,
         kernel_size: int = 3,

@@ -1,0 +1,64 @@
+"""The docs run as written, CI runs the README's own test command, the code is ruff clean."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _blocks(path: Path, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", path.read_text(), flags=re.S)
+
+
+def _readme_command(comment: str) -> str:
+    for block in _blocks(ROOT / "README.md", "bash"):
+        lines = block.strip().splitlines()
+        if lines[0] == f"# {comment}":
+            return lines[1]
+    raise AssertionError(f"README has no bash block starting with '# {comment}'")
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    command = _readme_command("install with the test tools, and run the tests")
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert command in ci
+    assert "python3 -m venv .venv" in ci  # a fresh environment, as the README says
+
+
+def test_readme_main_command_runs():
+    command = _readme_command("install, and explain a batch with Grad-CAM")
+    code = re.search(r'python -c "(.*)"$', command).group(1)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "Explanation(method='gradcam', layer='features.19', n=2" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("path", "index"),
+    [(p, i) for p in DOCS for i in range(len(_blocks(p, "python")))],
+    ids=lambda v: v.name if isinstance(v, Path) else str(v),
+)
+def test_python_blocks_in_the_docs_run_as_written(path, index):
+    code = _blocks(path, "python")[index]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=300)
+
+
+def _ruff() -> str:
+    found = Path(sys.executable).parent / "ruff"
+    ruff = str(found) if found.exists() else shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install -e '.[test]')")
+    return ruff
+
+
+@pytest.mark.parametrize("args", [["check", "."], ["format", "--check", "."]])
+def test_ruff_clean(args):
+    result = subprocess.run([_ruff(), *args], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
