@@ -2,9 +2,10 @@
 
 For two GAP-headed CNNs (a Fashion-MNIST-sized one and a larger RGB one) it times each of
 xai's methods, the same batch explained by captum and torchcam where they implement the
-method, and a plain ``model(x)`` under ``torch.no_grad()``. It also reports how far each
-peer's raw map is from ours (max |difference| / max |ours|), on the same inputs, layer
-and targets, so that a speed-up is never bought with a different answer.
+method, and a plain ``model(x)`` under ``torch.no_grad()``, in turn within one loop (so
+that a busy machine slows all of them alike) and reports medians and ratios. It also
+reports how far each peer's raw map is from ours (max |difference| / max |ours|), on the
+same inputs, layer and targets, so that a speed-up is never bought with a different answer.
 
     python benchmarks/bench_cam.py [--repeats 7] [--quick]
 
@@ -44,25 +45,32 @@ def cases(quick: bool) -> list[Case]:
     return [
         Case("GAPCNN 1x28x28, batch 64", small, torch.rand(64, 1, 28, 28), "features.19"),
         Case(
-            "GAPCNN-L 3x128x128, batch 8" if not quick else "GAPCNN-L 3x64x64, batch 4",
+            "GAPCNN-L 3x96x96, batch 4" if not quick else "GAPCNN-L 3x48x48, batch 2",
             large,
-            torch.rand(8, 3, 128, 128) if not quick else torch.rand(4, 3, 64, 64),
+            torch.rand(4, 3, 96, 96) if not quick else torch.rand(2, 3, 48, 48),
             "features.26",
         ),
     ]
 
 
-def timed(fn: Callable[[], object], repeats: int, budget: float = 10.0) -> float:
-    """Median wall time; slow calls (Score-CAM) are repeated fewer times, at least once."""
+def race(fns: dict[str, Callable[[], object]], repeats: int, budget: float) -> dict[str, float]:
+    """Median wall time of each function, timed round-robin so drift hits all alike.
+
+    Each function runs once to warm up; then whole rounds (every function once, in turn)
+    repeat until ``repeats`` rounds or about ``budget`` seconds, at least one round.
+    """
     start = time.perf_counter()
-    fn()  # warm-up (and the default-layer trace)
-    first = time.perf_counter() - start
-    samples = []
-    for _ in range(max(1, min(repeats, int(budget / max(first, 1e-9))))):
-        start = time.perf_counter()
+    for fn in fns.values():
         fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    one_round = time.perf_counter() - start
+    rounds = max(1, min(repeats, int(budget / max(one_round, 1e-9))))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def peers(case: Case, targets: list[int]) -> dict[str, list[tuple[str, Callable]]]:
@@ -140,16 +148,23 @@ Notes on the peers' differences (max |theirs - ours| / max |ours| of the raw map
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--quick", action="store_true", help="smaller inputs, 2 repeats")
+    parser.add_argument("--quick", action="store_true", help="smaller inputs, 3 rounds")
     args = parser.parse_args()
-    repeats = 2 if args.quick else args.repeats
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {repeats}")
+    repeats = 3 if args.quick else args.repeats
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; each row times xai, "
+        f"the peers and a plain forward round-robin, median of up to {repeats} rounds"
+    )
     for case in cases(args.quick):
         n = case.x.shape[0]
         targets = [i % 10 for i in range(n)]
-        with torch.no_grad():
-            forward = timed(lambda c=case: c.model(c.x), repeats)
-        print(f"\n## {case.name}: plain forward {forward * 1e3:.2f} ms\n")
+
+        def forward(c: Case = case) -> object:
+            with torch.no_grad():
+                return c.model(c.x)
+
+        base = race({"forward": forward}, 30, 3.0)["forward"]
+        print(f"\n## {case.name}: plain forward {base * 1e3:.2f} ms\n")
         print("| method | xai ms | xai / forward | peer | peer ms | peer / xai | peer's diff |")
         print("|---|---:|---:|---|---:|---:|---:|")
         available = peers(case, targets)
@@ -158,21 +173,28 @@ def main() -> None:
             explainer = xai.explainer(case.model, method, layer)
             result = explainer(case.x, targets)
             ours = result.attributions if result.attributions is not None else result.raw
-            t = timed(lambda e=explainer, c=case, y=targets: e(c.x, y), repeats)
-            row = f"| {method} | {t * 1e3:.2f} | {t / forward:.1f} |"
-            entries = available.get(method, [])
-            if not entries:
-                print(f"{row} - | - | - | - |")
-            for peer, fn in entries:
+            fns: dict[str, Callable[[], object]] = {
+                "forward": forward,
+                "xai": lambda e=explainer, c=case, y=targets: e(c.x, y),
+            }
+            diffs: dict[str, str] = {}
+            for peer, fn in available.get(method, []):
                 try:
-                    theirs = fn()
-                    tp = timed(fn, repeats)
-                    print(
-                        f"{row} {peer} | {tp * 1e3:.2f} | {tp / t:.2f} | "
-                        f"{difference(ours, theirs):.1e} |"
-                    )
+                    diffs[peer] = f"{difference(ours, fn()):.1e}"
+                    fns[peer] = fn
                 except Exception as error:  # a peer failing is a finding, not a crash
-                    print(f"{row} {peer} | failed: {type(error).__name__}: {error} | | |")
+                    diffs[peer] = f"failed: {type(error).__name__}: {error}"
+            times = race(fns, repeats, budget=20.0)
+            t = times["xai"]
+            row = f"| {method} | {t * 1e3:.2f} | {t / times['forward']:.2f} |"
+            if not diffs:
+                print(f"{row} - | - | - | - |")
+            for peer, diff in diffs.items():
+                if peer in times:
+                    tp = times[peer]
+                    print(f"{row} {peer} | {tp * 1e3:.2f} | {tp / t:.2f} | {diff} |")
+                else:
+                    print(f"{row} {peer} | {diff} | | |")
                 row = "| | | |"
     print(FOOTNOTES)
 

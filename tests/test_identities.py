@@ -53,35 +53,40 @@ def test_methods_differ_where_gradients_vary(images):
             ), (a, b)
 
 
+class Block(nn.Module):
+    """A torchvision-style BasicBlock: in-place residual add, one ReLU module used twice."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        out = self.relu(self.conv1(x))
+        out = self.conv2(out)
+        out += x
+        return self.relu(out)
+
+
+class TinyResNet(nn.Module):
+    """conv -> two blocks -> avgpool -> flatten -> fc, as torchvision names them."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = nn.Sequential(Block(6), Block(6))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        x = self.layer1(self.relu(self.conv1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
 def test_cam_on_torchvision_style_resnet_head(gray):
     """avgpool + flatten + fc, with a reused in-place ReLU inside each block."""
-
-    class Block(nn.Module):
-        def __init__(self, c):
-            super().__init__()
-            self.conv1 = nn.Conv2d(c, c, 3, padding=1)
-            self.conv2 = nn.Conv2d(c, c, 3, padding=1)
-            self.relu = nn.ReLU(inplace=True)
-
-        def forward(self, x):
-            out = self.relu(self.conv1(x))
-            out = self.conv2(out)
-            out += x
-            return self.relu(out)
-
-    class TinyResNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(1, 6, 3, padding=1)
-            self.relu = nn.ReLU(inplace=True)
-            self.layer1 = nn.Sequential(Block(6), Block(6))
-            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-            self.fc = nn.Linear(6, 4)
-
-        def forward(self, x):
-            x = self.layer1(self.relu(self.conv1(x)))
-            return self.fc(torch.flatten(self.avgpool(x), 1))
-
     torch.manual_seed(0)
     model = TinyResNet().eval()
     cam = xai.explain(model, gray, method="cam")

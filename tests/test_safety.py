@@ -244,3 +244,23 @@ def test_many_calls_in_a_loop_do_not_leak(method, gray):
         result = explainer(gray, target=TARGETS)
     del result
     assert _live_tensors() <= before + 2
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m not in ("cam", "guided-backprop")])
+def test_an_inplace_relu_after_the_explained_conv_does_not_change_its_maps(method, gray):
+    """The layer's output is copied when captured: a later ReLU(inplace=True) that
+    overwrites it must not leak into the maps (the conv's signed output is explained).
+    CAM is left out: it needs the pooled, post-ReLU maps."""
+    model = make_gapcnn(batch_norm=False)
+    inplace = copy.deepcopy(model)
+    for m in inplace.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = True
+    layer = "features.6"  # the last conv; features.7 is its ReLU
+    assert isinstance(model.features[6], nn.Conv2d)
+    with torch.no_grad():
+        assert (model.features[:7](gray) < 0).any()  # the in-place ReLU would change it
+    options = {} if method == "guided-gradcam" else {"relu": False}
+    expected = run(model, gray, method, layer=layer, **options)
+    got = run(inplace, gray, method, layer=layer, **options)
+    torch.testing.assert_close(got.raw, expected.raw)

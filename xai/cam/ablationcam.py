@@ -19,10 +19,16 @@ from xai.cam.targets import Target, TargetLike, resolve_target
 __all__ = ["AblationCAM"]
 
 
-def _zero_channels(channels: torch.Tensor):
-    """A forward hook that zeroes ``channels[b]`` in row ``b`` of the layer's output."""
+def _zero_channels(channels: torch.Tensor, copies: bool):
+    """A forward hook that zeroes ``channels[b]`` in row ``b`` of the layer's output.
+
+    With ``copies=True`` the layer saw one sample; its output is first repeated once per
+    channel to ablate, so the network before the layer runs once for all the copies.
+    """
 
     def hook(module: nn.Module, inputs: Any, out: torch.Tensor) -> torch.Tensor:
+        if copies:
+            out = out.expand(len(channels), *out.shape[1:])
         out = out.clone()
         out[torch.arange(out.shape[0], device=out.device), channels] = 0
         return out
@@ -48,7 +54,12 @@ class AblationCAM(BaseCAM):
     Args:
         batch_size: ablated copies per forward pass (the result does not depend on it).
 
-    Cost: ``N * C`` extra forward passes (C = the layer's channels), chunked.
+    Cost: the copies differ only from the layer on, so the network before the layer runs
+    once per sample (batch 1) and only the part after it runs on the ``C`` ablated copies
+    (C = the layer's channels), in chunks. Where the part after the layer cannot take a
+    batch of copies against a single-sample earlier tensor (a concatenation with a skip
+    connection, say), the whole network runs on each copy instead: ``N * C`` forward
+    passes.
     """
 
     name = "ablationcam"
@@ -76,18 +87,46 @@ class AblationCAM(BaseCAM):
             scores = resolved.scores(output, samples)
             A = cap.value
             k = A.shape[1]
-            rows = samples.repeat_interleave(k)
-            channels = torch.arange(k).repeat(n)
-            ablated = torch.empty(n * k, dtype=torch.float32)
-            for start in range(0, n * k, self.batch_size):
-                stop = min(start + self.batch_size, n * k)
-                ablate = _zero_channels(channels[start:stop].to(x.device))
-                with forward_hooks([(layer, ablate)]):
-                    out = self.model(x[rows[start:stop]])
-                ablated[start:stop] = resolved.scores(out, rows[start:stop]).float().cpu()
+            try:
+                ablated = self._ablate_after_layer(x, layer, resolved, k)
+            except RuntimeError:
+                # The network after the layer combines it with an earlier tensor in a way
+                # that does not broadcast over copies (e.g. a concatenation): run it whole.
+                ablated = self._ablate_whole(x, layer, resolved, k)
         y = scores.float().cpu()
         tiny = torch.finfo(torch.float32).tiny
         denominator = torch.where(y == 0, torch.full_like(y, tiny), y)
-        weights = (y[:, None] - ablated.reshape(n, k)) / denominator[:, None]
+        weights = (y[:, None] - ablated) / denominator[:, None]
         signed = torch.einsum("nk,nkhw->nhw", weights.to(A.device), A.float())
         return signed, resolved, scores
+
+    def _ablate_after_layer(
+        self, x: torch.Tensor, layer: nn.Module, target: Target, k: int
+    ) -> torch.Tensor:
+        """(N, C) ablated scores; the network before the layer runs once per sample."""
+        ablated = torch.empty(x.shape[0], k, dtype=torch.float32)
+        for i in range(x.shape[0]):
+            for start in range(0, k, self.batch_size):
+                channels = torch.arange(start, min(start + self.batch_size, k))
+                hook = _zero_channels(channels.to(x.device), copies=True)
+                with forward_hooks([(layer, hook)]):
+                    out = self.model(x[i : i + 1])
+                rows = torch.full((len(channels),), i)
+                ablated[i, channels] = target.scores(out, rows).float().cpu()
+        return ablated
+
+    def _ablate_whole(
+        self, x: torch.Tensor, layer: nn.Module, target: Target, k: int
+    ) -> torch.Tensor:
+        """(N, C) ablated scores, running the whole network on every ablated copy."""
+        n = x.shape[0]
+        rows = torch.arange(n).repeat_interleave(k)
+        channels = torch.arange(k).repeat(n)
+        ablated = torch.empty(n * k, dtype=torch.float32)
+        for start in range(0, n * k, self.batch_size):
+            stop = min(start + self.batch_size, n * k)
+            hook = _zero_channels(channels[start:stop].to(x.device), copies=False)
+            with forward_hooks([(layer, hook)]):
+                out = self.model(x[rows[start:stop]])
+            ablated[start:stop] = target.scores(out, rows[start:stop]).float().cpu()
+        return ablated.reshape(n, k)
