@@ -1,4 +1,4 @@
-"""The docs run as written, CI runs the README's own test command, the code is ruff clean."""
+"""The docs run as written, CI runs the README's own test command, ruff and mypy pass."""
 
 from __future__ import annotations
 
@@ -50,15 +50,21 @@ def test_python_blocks_in_the_docs_run_as_written(path, index):
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=300)
 
 
-def _ruff() -> str:
-    found = Path(sys.executable).parent / "ruff"
-    ruff = str(found) if found.exists() else shutil.which("ruff")
-    if ruff is None:
-        pytest.skip("ruff is not installed (pip install -e '.[test]')")
-    return ruff
+def _tool(name: str) -> str:
+    found = Path(sys.executable).parent / name
+    tool = str(found) if found.exists() else shutil.which(name)
+    if tool is None:
+        pytest.skip(f"{name} is not installed (pip install -e '.[test]')")
+    return tool
 
 
 @pytest.mark.parametrize("args", [["check", "."], ["format", "--check", "."]])
 def test_ruff_clean(args):
-    result = subprocess.run([_ruff(), *args], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([_tool("ruff"), *args], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_clean():
+    """The package's type hints are consistent (configuration in pyproject.toml)."""
+    result = subprocess.run([_tool("mypy")], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

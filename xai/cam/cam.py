@@ -45,7 +45,7 @@ class CAM(BaseCAM):
         linear_calls: list[tuple[nn.Linear, torch.Tensor, torch.Tensor]] = []
 
         def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            if inputs and isinstance(inputs[0], torch.Tensor):
+            if isinstance(module, nn.Linear) and inputs and isinstance(inputs[0], torch.Tensor):
                 linear_calls.append((module, inputs[0].detach().clone(), output))
 
         linears = [(m, record) for m in self.model.modules() if isinstance(m, nn.Linear)]

@@ -120,6 +120,8 @@ def find_default_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Modul
         for c in calls
         if c.output is last.output
         and counts[c.name] == 1
+        and c.snapshot is not None
+        and last.snapshot is not None
         and torch.equal(c.snapshot, last.snapshot)
     ]
     leaves = [c for c in candidates if next(c.module.children(), None) is None]

@@ -13,9 +13,9 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import torch
 from torch import nn
@@ -156,10 +156,8 @@ def resolve_target(target: TargetLike, output: Any, n: int) -> Target:
             f"{target!r}. Class names are resolved by the command line; here pass the index."
         )
     if isinstance(target, (Sequence, torch.Tensor)) or hasattr(target, "__array__"):
-        values = [
-            _as_int(v, "each target")
-            for v in (target.tolist() if hasattr(target, "tolist") else target)
-        ]
+        items = cast(Iterable[Any], target.tolist() if hasattr(target, "tolist") else target)
+        values = [_as_int(v, "each target") for v in items]
         if len(values) != n:
             raise ValueError(
                 f"target has {len(values)} entries but the inputs hold {n} samples; pass "
