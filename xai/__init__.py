@@ -1,5 +1,5 @@
 """xai-toolkit: explain PyTorch image classifiers with CAM, the Grad-CAM family and
-Shapley values.
+Shapley values (exact, sampled, or through shap and captum).
 
     >>> import torch, xai
     >>> model = xai.models.GAPCNN(in_channels=1, num_classes=10)
@@ -37,6 +37,9 @@ _LAZY: dict[str, str] = {
     "GuidedBackprop": "xai.cam.guided:GuidedBackprop",
     "GuidedGradCAM": "xai.cam.guided:GuidedGradCAM",
     "models": "xai.models",
+    "shapley": "xai.shapley",
+    "exact_shapley": "xai.shapley.exact:exact_shapley",
+    "ShapleyResult": "xai.explanation:ShapleyResult",
 }
 
 __all__ = [
@@ -51,16 +54,19 @@ __all__ = [
     "HiResCAM",
     "LayerCAM",
     "ScoreCAM",
+    "ShapleyResult",
     "XGradCAM",
     "__version__",
+    "exact_shapley",
     "explain",
     "explainer",
     "methods",
     "models",
+    "shapley",
 ]
 
 if TYPE_CHECKING:
-    from xai import models
+    from xai import models, shapley
     from xai.api import explain, explainer
     from xai.cam.ablationcam import AblationCAM
     from xai.cam.cam import CAM
@@ -72,7 +78,8 @@ if TYPE_CHECKING:
     from xai.cam.layercam import LayerCAM
     from xai.cam.scorecam import ScoreCAM
     from xai.cam.xgradcam import XGradCAM
-    from xai.explanation import Explanation
+    from xai.explanation import Explanation, ShapleyResult
+    from xai.shapley.exact import exact_shapley
 
 
 def __getattr__(name: str) -> Any:

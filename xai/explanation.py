@@ -1,17 +1,26 @@
-"""The result type every image explainer returns.
+"""The result types: :class:`Explanation` for image maps, :class:`ShapleyResult` for
+Shapley values.
 
-One small immutable record that the API, the command line, the plots and the docs all
-consume. Its tensors live on the CPU, detached, in float32 (``targets`` in int64), so a
-result can be plotted, saved or compared without touching the model again.
+Small immutable records that the API, the command line, the plots and the docs all
+consume. An ``Explanation``'s tensors live on the CPU, detached, in float32 (``targets``
+in int64), so a result can be plotted, saved or compared without touching the model
+again. This module imports neither torch nor anything heavy: a Shapley computation on a
+numpy function never loads torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 
-__all__ = ["Explanation"]
+if TYPE_CHECKING:
+    import shap
+    import torch
+
+__all__ = ["Explanation", "ShapleyResult"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,4 +92,98 @@ class Explanation:
         return (
             f"Explanation(method={self.method!r}, layer={self.layer!r}, n={n}, "
             f"maps={h}x{w}, raw={rh}x{rw}, targets={self.targets.tolist()})"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class ShapleyResult:
+    """Shapley values of the n players (features) of one game.
+
+    Attributes:
+        values: ``(n,)`` float64, or ``(n, k)`` for a game with k outputs; an object array
+            of ``fractions.Fraction`` when computed in exact rational arithmetic.
+        base_value: v(empty set), the value with no feature present.
+        full_value: v(all features). Efficiency: ``base_value + values.sum(0) ==
+            full_value`` (exactly for the exact engine; in expectation for estimators).
+        feature_names: one name per player.
+        method: ``"exact"``, ``"permutation"``, ``"kernelshap"``, or the wrapped library's
+            explainer (``"shap-exact"``, ``"captum-shapley-sampling"``, ...).
+        stderr: standard errors of ``values`` for sampling estimators, else ``None``.
+        interactions: ``(n, n)`` pairwise Shapley interaction index (Grabisch & Roubens
+            1999), symmetric with a zero diagonal, when requested; else ``None``.
+        n_evaluations: coalitions the game was evaluated on.
+    """
+
+    values: np.ndarray
+    base_value: Any
+    full_value: Any
+    feature_names: tuple[str, ...]
+    method: str = "exact"
+    stderr: np.ndarray | None = None
+    interactions: np.ndarray | None = None
+    n_evaluations: int = 0
+
+    def __post_init__(self) -> None:
+        if self.values.ndim not in (1, 2) or self.values.shape[0] != len(self.feature_names):
+            raise ValueError(
+                f"ShapleyResult.values must be (n,) or (n, k) with n = "
+                f"{len(self.feature_names)} feature names; got {self.values.shape}"
+            )
+
+    @property
+    def exact(self) -> bool:
+        """Whether the values are exact fractions."""
+        return self.values.dtype == object and all(
+            isinstance(v, Fraction) for v in self.values.ravel()
+        )
+
+    def ranking(self) -> list[str]:
+        """Feature names by decreasing |value| (summed over outputs for vector games)."""
+        magnitude = np.abs(self.values.astype(float))
+        if magnitude.ndim == 2:
+            magnitude = magnitude.sum(axis=1)
+        return [self.feature_names[i] for i in np.argsort(-magnitude, kind="stable")]
+
+    def table(self, digits: int = 4) -> str:
+        """A plain-text table: feature, value (and standard error), base and full value."""
+        names = list(self.feature_names)
+        width = max(len("feature"), *(len(n) for n in names))
+
+        def fmt(value: Any) -> str:
+            if isinstance(value, Fraction):
+                return f"{value} ({float(value):.{digits}f})"
+            array = np.asarray(value, dtype=float)
+            if array.ndim == 0:
+                return f"{float(array):.{digits}f}"
+            return "[" + ", ".join(f"{v:.{digits}f}" for v in array) + "]"
+
+        header = f"{'feature':<{width}}  value"
+        if self.stderr is not None:
+            header += "  (standard error)"
+        lines = [header]
+        for i, name in enumerate(names):
+            line = f"{name:<{width}}  {fmt(self.values[i])}"
+            if self.stderr is not None:
+                line += f"  ({fmt(self.stderr[i])})"
+            lines.append(line)
+        lines.append(f"{'v(empty)':<{width}}  {fmt(self.base_value)}")
+        lines.append(f"{'v(all)':<{width}}  {fmt(self.full_value)}")
+        return "\n".join(lines)
+
+    def to_shap(self) -> shap.Explanation:
+        """This result as a ``shap.Explanation``, so ``shap.plots.waterfall``, ``bar``
+        and friends work on it (imports shap)."""
+        from xai.integrations.shap import to_explanation
+
+        return to_explanation(self)
+
+    def __repr__(self) -> str:
+        values = ", ".join(
+            str(v) if isinstance(v, Fraction) else f"{float(v):.6g}"
+            for v in self.values.reshape(self.values.shape[0], -1)[:, 0]
+        )
+        extra = "" if self.values.ndim == 1 else f", outputs={self.values.shape[1]}"
+        return (
+            f"ShapleyResult(method={self.method!r}, n={len(self.feature_names)}{extra}, "
+            f"values=[{values}])"
         )
