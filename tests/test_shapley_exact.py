@@ -336,3 +336,11 @@ def test_the_exact_engine_imports_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_exact_mode_reads_floats_as_the_decimals_written():
+    """0.1 is 1/10 in exact mode (its shortest decimal), not 3602879701896397/2^55."""
+    r = xai.exact_shapley({(): 0.0, (0,): 0.1, (1,): 0.2, (0, 1): 0.3}, exact=True)
+    assert r.values.tolist() == [Fraction(1, 10), Fraction(2, 10)]
+    assert xai.shapley.tables.to_fraction("2/3") == Fraction(2, 3)
+    assert xai.shapley.tables.to_fraction(np.float64(0.25)) == Fraction(1, 4)
