@@ -106,6 +106,17 @@ def test_gapcnn_is_configurable():
     assert [m.kernel_size for m in model.modules() if isinstance(m, nn.Conv2d)] == [(5, 5)] * 2
 
 
+def test_gapcnn_pool_blocks_sets_the_map_resolution():
+    x = torch.rand(1, 1, 28, 28)
+    for pools, size in ((0, 28), (1, 14), (2, 7)):
+        model = xai.models.GAPCNN(pool_blocks=pools)
+        assert model.features(x).shape == (1, 64, size, size)
+        assert model.config["pool_blocks"] == pools
+        assert xai.explain(model, x, method="cam").raw.shape == (1, size, size)
+    rebuilt = xai.models.build("gapcnn", xai.models.GAPCNN(pool_blocks=1).config)
+    assert rebuilt.features(x).shape == (1, 64, 14, 14)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -114,6 +125,7 @@ def test_gapcnn_is_configurable():
         ({"dropout": 1.0}, "dropout"),
         ({"mean": 0.5}, "both mean and std"),
         ({"convs_per_block": 0}, ">= 1"),
+        ({"pool_blocks": 3}, "pool_blocks must be between 0 and 2"),
     ],
 )
 def test_gapcnn_rejects_bad_configurations(kwargs, message):

@@ -37,6 +37,8 @@ _LAZY: dict[str, str] = {
     "GuidedBackprop": "xai.cam.guided:GuidedBackprop",
     "GuidedGradCAM": "xai.cam.guided:GuidedGradCAM",
     "models": "xai.models",
+    "data": "xai.data",
+    "training": "xai.training",
     "shapley": "xai.shapley",
     "exact_shapley": "xai.shapley.exact:exact_shapley",
     "ShapleyResult": "xai.explanation:ShapleyResult",
@@ -57,16 +59,18 @@ __all__ = [
     "ShapleyResult",
     "XGradCAM",
     "__version__",
+    "data",
     "exact_shapley",
     "explain",
     "explainer",
     "methods",
     "models",
     "shapley",
+    "training",
 ]
 
 if TYPE_CHECKING:
-    from xai import models, shapley
+    from xai import data, models, shapley, training
     from xai.api import explain, explainer
     from xai.cam.ablationcam import AblationCAM
     from xai.cam.cam import CAM

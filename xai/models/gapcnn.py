@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,10 +20,11 @@ class GAPCNN(nn.Module):
 
     ``features`` is one flat ``nn.Sequential`` of blocks; each block is
     ``convs_per_block`` times ``Conv2d(kernel_size, padding="same") [-> BatchNorm2d] ->
-    ReLU``, followed by ``MaxPool2d(2)`` in every block but the last. The last block keeps
-    its resolution (7 x 7 for a 28 x 28 input with three blocks), so the class activation
-    maps of its output are as fine as they can be; its final ReLU is the layer that
-    ``layer=None`` selects for every method, and the maps CAM weights by ``head.weight``.
+    ReLU``, followed by ``MaxPool2d(2)`` in the first ``pool_blocks`` blocks (by default
+    every block but the last). The last block is never pooled (7 x 7 for a 28 x 28 input
+    with the defaults; 14 x 14 with ``pool_blocks=1``), so the class activation maps of its
+    output are as fine as they can be; its final ReLU is the layer that ``layer=None``
+    selects for every method, and the maps CAM weights by ``head.weight``.
 
     Args:
         in_channels: image channels (1 for MNIST-family data, 3 for RGB).
@@ -34,7 +36,17 @@ class GAPCNN(nn.Module):
         dropout: dropout probability before the head (0 disables it).
         mean, std: if given, a :class:`~xai.models.Normalize` layer first, so the model
             takes images scaled to [0, 1].
+        pool_blocks: how many blocks, from the first, end with 2 x 2 max pooling (default:
+            all but the last). Fewer pools give finer maps for more computation.
+
+    ``model.config`` holds these arguments; ``xai.models.build("GAPCNN", model.config)``
+    makes the same architecture again (to load a saved ``state_dict`` into).
     """
+
+    #: Set on the embedded pretrained models (``xai.models.pretrained``); else ``None``.
+    class_names: tuple[str, ...] | None
+    input_size: tuple[int, ...] | None
+    card: dict[str, Any] | None
 
     def __init__(
         self,
@@ -48,12 +60,20 @@ class GAPCNN(nn.Module):
         dropout: float = 0.0,
         mean: float | Sequence[float] | None = None,
         std: float | Sequence[float] | None = None,
+        pool_blocks: int | None = None,
     ) -> None:
         super().__init__()
+        self.class_names = self.input_size = self.card = None
         channels = tuple(int(c) for c in channels)
         if not channels or min(channels) < 1:
             raise ValueError(
                 f"channels must be a non-empty sequence of positive ints; got {channels}"
+            )
+        pool_blocks = len(channels) - 1 if pool_blocks is None else int(pool_blocks)
+        if not 0 <= pool_blocks <= len(channels) - 1:
+            raise ValueError(
+                f"pool_blocks must be between 0 and {len(channels) - 1} (blocks minus one); "
+                f"got {pool_blocks}"
             )
         if in_channels < 1 or num_classes < 1 or convs_per_block < 1:
             raise ValueError(
@@ -67,6 +87,18 @@ class GAPCNN(nn.Module):
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std for in-model normalisation, or neither")
 
+        self.config: dict[str, Any] = {
+            "in_channels": int(in_channels),
+            "num_classes": int(num_classes),
+            "channels": list(channels),
+            "convs_per_block": int(convs_per_block),
+            "kernel_size": int(kernel_size),
+            "batch_norm": bool(batch_norm),
+            "dropout": float(dropout),
+            "mean": mean,
+            "std": std,
+            "pool_blocks": pool_blocks,
+        }
         self.normalize: nn.Module = (
             Normalize(mean, std) if mean is not None and std is not None else nn.Identity()
         )
@@ -81,7 +113,7 @@ class GAPCNN(nn.Module):
                     layers.append(nn.BatchNorm2d(width))
                 layers.append(nn.ReLU())
                 previous = width
-            if index < len(channels) - 1:
+            if index < pool_blocks:
                 layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)

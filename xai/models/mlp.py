@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,6 +28,11 @@ class MLP(nn.Module):
         mean, std: if given, a :class:`~xai.models.Normalize` layer first.
     """
 
+    #: Set on the embedded pretrained models (``xai.models.pretrained``); else ``None``.
+    class_names: tuple[str, ...] | None
+    input_size: tuple[int, ...] | None
+    card: dict[str, Any] | None
+
     def __init__(
         self,
         in_features: int = 784,
@@ -38,6 +44,7 @@ class MLP(nn.Module):
         std: float | Sequence[float] | None = None,
     ) -> None:
         super().__init__()
+        self.class_names = self.input_size = self.card = None
         hidden = tuple(int(h) for h in hidden)
         if in_features < 1 or num_classes < 1 or any(h < 1 for h in hidden):
             raise ValueError(
@@ -48,6 +55,14 @@ class MLP(nn.Module):
             raise ValueError(f"dropout must be in [0, 1); got {dropout}")
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std for in-model normalisation, or neither")
+        self.config: dict[str, Any] = {
+            "in_features": int(in_features),
+            "num_classes": int(num_classes),
+            "hidden": list(hidden),
+            "dropout": float(dropout),
+            "mean": mean,
+            "std": std,
+        }
         self.normalize: nn.Module = (
             Normalize(mean, std) if mean is not None and std is not None else nn.Identity()
         )

@@ -1,0 +1,142 @@
+"""``xai train``: train a built-in model on an MNIST-family data set and save it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+HELP = """examples:
+  xai train --model gapcnn --fraction 0.1 --out gapcnn.pt
+  xai train --data ~/data/kmnist --dataset kmnist --model mlp --epochs 10 --out mlp.pt
+
+Saves the state_dict to OUT and a JSON card beside it (OUT.json: architecture and its
+configuration, class names, history, test metrics), so `xai explain --model OUT --arch`
+and xai.models.build(card["architecture"]["name"], card["architecture"]["config"]) can
+load it again.
+"""
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "train",
+        help="train GAPCNN or MLP on MNIST-family data, with early stopping",
+        description="Train a built-in model with Adam and early stopping on validation "
+        "accuracy; report per-class metrics on the test split.",
+        epilog=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--data", type=Path, help="folder of the data set's files (default: found)")
+    p.add_argument(
+        "--dataset", default="fashion-mnist", choices=["fashion-mnist", "mnist", "kmnist"]
+    )
+    p.add_argument("--model", required=True, choices=["gapcnn", "mlp"])
+    p.add_argument(
+        "--fraction", type=float, default=1.0, help="stratified share of the data to use, e.g. 0.1"
+    )
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=3,
+        help="epochs without validation improvement before stopping (0: never)",
+    )
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", type=Path, required=True, help="where to save the weights (.pt)")
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder, then rename: never half a file."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    if not out.parent.exists():
+        raise FileNotFoundError(f"--out: folder {out.parent} does not exist")
+    if not os.access(out.parent, os.W_OK):
+        raise PermissionError(f"--out: folder {out.parent} is not writable")
+
+    import numpy as np
+    import torch
+
+    from xai.data import splits
+    from xai.models import build
+    from xai.training import evaluate, fit
+
+    data = splits(args.dataset, args.data, fraction=args.fraction, seed=args.seed)
+    pixels = data.train.images.astype(np.float32) / 255
+    height, width = data.train.images.shape[1:]
+    common = {
+        "num_classes": len(data.train.class_names),
+        "mean": round(float(pixels.mean()), 4),
+        "std": round(float(pixels.std()), 4),
+    }
+    config = (
+        {"in_channels": 1, **common}
+        if args.model == "gapcnn"
+        else {"in_features": height * width, **common}
+    )
+    torch.manual_seed(args.seed)
+    model = build(args.model, config)
+    print(
+        f"{args.model}: {sum(p.numel() for p in model.parameters()):,} parameters; "
+        f"{args.dataset}: {len(data.train):,} train, {len(data.val):,} validation, "
+        f"{len(data.test):,} test images"
+    )
+    result = fit(
+        model,
+        data.train,
+        data.val,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    test = evaluate(model, data.test)
+    card = {
+        "architecture": {"name": args.model, "config": model.config},
+        "class_names": list(data.test.class_names),
+        "input_size": [1, int(height), int(width)],
+        "data": {
+            "dataset": args.dataset,
+            "fraction": args.fraction,
+            "train": len(data.train),
+            "validation": len(data.val),
+            "test": len(data.test),
+        },
+        "training": {
+            "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch + 1,
+            "best_val_accuracy": result.best_val_accuracy,
+            "seconds": round(result.seconds, 1),
+            "seed": args.seed,
+            "history": [vars(r) for r in result.history],
+        },
+        "test_accuracy": test.accuracy,
+        "per_class_accuracy": test.per_class_accuracy(),
+    }
+    card_path = out.with_name(out.name + ".json")
+    _atomic_write(out, lambda tmp: torch.save(model.state_dict(), tmp))
+    _atomic_write(card_path, lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2) + "\n"))
+    print(result.summary())
+    print(test.table())
+    print(f"saved {out} and {card_path}")
+    return 0

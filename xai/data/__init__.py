@@ -1,0 +1,20 @@
+"""MNIST-family data: IDX and .npz readers, the data sets' class names and locations,
+seeded stratified subsampling and splits. Imports numpy only (torch on ``tensors()``)."""
+
+from xai.data.datasets import CLASS_NAMES, DEFAULT_ROOTS, Dataset, Splits, find_root, load, splits
+from xai.data.idx import read_idx, read_npz
+from xai.data.splits import stratified_subsample, train_val_split
+
+__all__ = [
+    "CLASS_NAMES",
+    "DEFAULT_ROOTS",
+    "Dataset",
+    "Splits",
+    "find_root",
+    "load",
+    "read_idx",
+    "read_npz",
+    "splits",
+    "stratified_subsample",
+    "train_val_split",
+]

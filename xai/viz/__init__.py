@@ -1,0 +1,1 @@
+"""Pictures, drawn with matplotlib's Agg backend (no display needed), imported lazily."""
