@@ -16,7 +16,6 @@ values of one member per group, not of all features, add up to the score gap.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +27,7 @@ from xai.cam.maps import minmax, upsample
 from xai.cam.state import evaluation_mode
 from xai.cam.targets import prepare_inputs, resolve_target
 from xai.explanation import Explanation, ShapleyResult
+from xai.integrations._lazy import require
 
 __all__ = [
     "feature_ablation",
@@ -41,10 +41,7 @@ __all__ = [
 
 
 def _captum() -> Any:
-    try:
-        return importlib.import_module("captum.attr")
-    except ImportError:  # pragma: no cover - captum is a core dependency
-        raise ImportError("this needs the captum package: pip install 'captum>=0.9'") from None
+    return require("captum.attr", "captum", "captum>=0.9")
 
 
 def _classes(model: nn.Module, x: torch.Tensor, target: Any) -> tuple[list[int], torch.Tensor]:

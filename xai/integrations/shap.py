@@ -17,13 +17,13 @@ shap is imported on first use only. Traps this wrapper closes or documents:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xai.explanation import Explanation, ShapleyResult
+from xai.integrations._lazy import require
 
 if TYPE_CHECKING:
     import shap as shap_types
@@ -41,10 +41,7 @@ __all__ = [
 
 
 def _shap() -> Any:
-    try:
-        return importlib.import_module("shap")
-    except ImportError:  # pragma: no cover - shap is a core dependency
-        raise ImportError("this needs the shap package: pip install 'shap>=0.46'") from None
+    return require("shap", "shap", "shap>=0.46")
 
 
 def to_explanation(
