@@ -109,3 +109,15 @@ def test_full_test_accuracy_matches_the_card(model, card):
     assert evaluation.accuracy == pytest.approx(card["test_accuracy"], abs=1e-4)
     for name, accuracy in evaluation.per_class_accuracy().items():
         assert accuracy == pytest.approx(card["per_class_accuracy"][name], abs=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_the_built_in_models_compile_to_torchscript(model, tmp_path):
+    # Users deploy TorchScript; the metadata attributes must not stop scripting, and a
+    # saved script must reload (as `xai explain --model FILE.pt` does) with equal outputs.
+    x = torch.rand(3, 1, 28, 28)
+    for net in (model, xai.models.MLP(in_features=784, num_classes=10).eval()):
+        path = tmp_path / "net.pt"
+        torch.jit.save(torch.jit.script(net), str(path))
+        loaded = torch.jit.load(str(path))
+        torch.testing.assert_close(loaded(x), net(x), rtol=0, atol=1e-6)

@@ -266,3 +266,18 @@ def test_an_inplace_relu_after_the_explained_conv_does_not_change_its_maps(metho
     expected = run(model, gray, method, layer=layer, **options)
     got = run(inplace, gray, method, layer=layer, **options)
     torch.testing.assert_close(got.raw, expected.raw)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize("compile_with", ["trace", "script"])
+def test_a_torchscript_model_is_refused_not_explained_wrongly(compile_with, gray):
+    # A traced module accepts hooks and never calls them: guided backpropagation would
+    # silently become a plain gradient. Every method must refuse it with the fix.
+    model = make_gapcnn().eval()
+    compiled = (
+        torch.jit.trace(model, gray[:1]) if compile_with == "trace" else torch.jit.script(model)
+    )
+    for method in METHODS:
+        with pytest.raises(TypeError, match="TorchScript module.*state_dict"):
+            xai.explain(compiled, gray, method=method)

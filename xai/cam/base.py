@@ -53,6 +53,15 @@ class Explainer(ABC):
     def __init__(self, model: nn.Module) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+        if isinstance(model, torch.jit.ScriptModule):
+            # Scripted modules refuse hooks; traced ones accept them and never call them,
+            # which would silently turn guided backpropagation into a plain gradient.
+            raise TypeError(
+                "this is a TorchScript module: its layers run as compiled code, so no "
+                "layer can be hooked and no method here can see its feature maps or "
+                "ReLUs. Explain the Python model instead (load its state_dict into the "
+                "architecture, or build it with your factory function)."
+            )
         self.model = model
 
     def __call__(self, inputs: torch.Tensor, target: TargetLike = None) -> Explanation:

@@ -47,6 +47,8 @@ class GAPCNN(nn.Module):
     class_names: tuple[str, ...] | None
     input_size: tuple[int, ...] | None
     card: dict[str, Any] | None
+    # Plain Python metadata: TorchScript compiles the network without it.
+    __jit_ignored_attributes__ = ("class_names", "input_size", "card", "config")
 
     def __init__(
         self,
@@ -87,7 +89,7 @@ class GAPCNN(nn.Module):
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std for in-model normalisation, or neither")
 
-        self.config: dict[str, Any] = {
+        self.config = {
             "in_channels": int(in_channels),
             "num_classes": int(num_classes),
             "channels": list(channels),

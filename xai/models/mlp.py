@@ -32,6 +32,8 @@ class MLP(nn.Module):
     class_names: tuple[str, ...] | None
     input_size: tuple[int, ...] | None
     card: dict[str, Any] | None
+    # Plain Python metadata: TorchScript compiles the network without it.
+    __jit_ignored_attributes__ = ("class_names", "input_size", "card", "config")
 
     def __init__(
         self,
@@ -55,7 +57,7 @@ class MLP(nn.Module):
             raise ValueError(f"dropout must be in [0, 1); got {dropout}")
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std for in-model normalisation, or neither")
-        self.config: dict[str, Any] = {
+        self.config = {
             "in_features": int(in_features),
             "num_classes": int(num_classes),
             "hidden": list(hidden),
@@ -66,6 +68,7 @@ class MLP(nn.Module):
         self.normalize: nn.Module = (
             Normalize(mean, std) if mean is not None and std is not None else nn.Identity()
         )
+        self.in_features = int(in_features)
         self.flatten = nn.Flatten()
         layers: list[nn.Module] = []
         previous = in_features
@@ -79,10 +82,9 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.flatten(self.normalize(x))
-        first = self.hidden[0] if len(self.hidden) else self.head
-        if x.shape[1] != first.in_features:
+        if x.shape[1] != self.in_features:
             raise ValueError(
-                f"MLP expects {first.in_features} input features after flattening; got "
-                f"{x.shape[1]} (input shape {tuple(x.shape)}). Set in_features to C*H*W."
+                f"MLP expects {self.in_features} input features after flattening; got "
+                f"{x.shape[1]} (input shape {list(x.shape)}). Set in_features to C*H*W."
             )
         return self.head(self.hidden(x))

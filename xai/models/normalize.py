@@ -1,7 +1,5 @@
 """Normalisation as a layer, so a model takes images scaled to [0, 1]."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 import torch
