@@ -279,5 +279,5 @@ def test_a_torchscript_model_is_refused_not_explained_wrongly(compile_with, gray
         torch.jit.trace(model, gray[:1]) if compile_with == "trace" else torch.jit.script(model)
     )
     for method in METHODS:
-        with pytest.raises(TypeError, match="TorchScript module.*state_dict"):
+        with pytest.raises(TypeError, match=r"TorchScript module.*state_dict"):
             xai.explain(compiled, gray, method=method)
