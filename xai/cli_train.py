@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from xai._files import atomic_write
 
 __all__ = ["add_parser", "run"]
 
@@ -51,18 +52,6 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", type=Path, required=True, help="where to save the weights (.pt)")
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then rename: never half a file."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def run(args: argparse.Namespace) -> int:
@@ -134,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
         "per_class_accuracy": test.per_class_accuracy(),
     }
     card_path = out.with_name(out.name + ".json")
-    _atomic_write(out, lambda tmp: torch.save(model.state_dict(), tmp))
-    _atomic_write(card_path, lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2) + "\n"))
+    atomic_write(out, lambda tmp: torch.save(model.state_dict(), tmp))
+    atomic_write(card_path, lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2) + "\n"))
     print(result.summary())
     print(test.table())
     print(f"saved {out} and {card_path}")

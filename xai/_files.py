@@ -1,0 +1,67 @@
+"""Writing files whole or not at all: through a temporary file in the same folder, then
+an atomic rename. An interrupted or failed write leaves no half-written file behind."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "check_writable_dir"]
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[str], Any]) -> Path:
+    """Call ``write(temporary_path)``, then rename the temporary file onto ``path``.
+
+    The temporary file keeps ``path``'s suffix, so writers that choose a format by the
+    file name (matplotlib's ``savefig``, OpenCV's ``imwrite``, ``numpy.save``) work.
+    """
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}"
+    )
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return atomic_write(path, lambda temporary: Path(temporary).write_bytes(data))
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def check_writable_dir(path: str | os.PathLike[str], what: str = "--out") -> Path:
+    """Create the folder ``path`` if needed and prove it writable by writing a probe file.
+
+    ``os.access`` is not enough: it says yes to root on a read-only file system.
+
+    Raises:
+        OSError: one sentence naming the folder, the reason and the fix.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{what}: {path} is a file, not a folder; name a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=path, prefix=".xai-probe-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise PermissionError(
+            f"{what}: cannot write to the folder {path} ({reason.lower()}); choose a "
+            f"writable folder"
+        ) from None
+    return path
