@@ -23,6 +23,7 @@ class MethodInfo:
     summary: str
     paper: str
     gradients: bool  # does the method back-propagate?
+    class_specific: bool = True  # False: the same map whatever the target class
 
     def load(self) -> type[Any]:
         """Import and return the explainer class."""
@@ -93,6 +94,7 @@ _METHODS: tuple[MethodInfo, ...] = (
         "projection of the feature maps on their first principal direction; class-agnostic",
         "Muhammad & Yeasin 2020, Eigen-CAM",
         False,
+        class_specific=False,
     ),
     MethodInfo(
         "guided-backprop",
