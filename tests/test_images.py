@@ -96,7 +96,7 @@ def test_to_input_gray_luma_resize_and_invert():
 
 
 def test_to_input_refuses_what_it_cannot_convert():
-    with pytest.raises(ValueError, match="expected 1 .*gray.* or 3"):
+    with pytest.raises(ValueError, match=r"expected 1 .*gray.* or 3"):
         to_input(RGB, 4)
     with pytest.raises(ValueError, match="uint8/uint16 pixels; got float64"):
         to_input(RGB.astype(float), 1)
@@ -136,7 +136,7 @@ def test_damaged_files_get_a_clear_error(tmp_path, png_bytes, name, damage, mess
 
 
 def test_a_bad_checksum_in_the_middle_is_found(tmp_path, png_bytes):
-    position, kind, length = next(c for c in _chunks(png_bytes) if c[1] == b"IDAT")
+    position, _kind, length = next(c for c in _chunks(png_bytes) if c[1] == b"IDAT")
     data = bytearray(png_bytes)
     data[position + 8] ^= 0xFF  # first byte of the compressed data
     (tmp_path / "bad.png").write_bytes(bytes(data))

@@ -38,7 +38,7 @@ def test_builtin(reference):
 def test_state_dict_with_arch_infers_the_gapcnn_configuration(tmp_path, reference):
     path = tmp_path / "w.pt"
     torch.save(reference.state_dict(), path)
-    with pytest.raises(ValueError, match="state_dict.*--arch"):
+    with pytest.raises(ValueError, match=r"state_dict.*--arch"):
         load_model(str(path))
     loaded = load_model(str(path), arch="gapcnn")
     assert loaded.kind == "state_dict"
@@ -70,7 +70,7 @@ def test_other_architectures_and_a_config_that_does_not_fit(tmp_path):
     loaded = load_model(str(tmp_path / "m.pt"), arch="mlp")
     x = torch.rand(2, 1, 8, 8)
     torch.testing.assert_close(loaded.model(x), mlp(x), rtol=0, atol=0)
-    with pytest.raises(ValueError, match="do not fit gapcnn.*--config"):
+    with pytest.raises(ValueError, match=r"do not fit gapcnn.*--config"):
         load_model(str(tmp_path / "m.pt"), arch="gapcnn")
     with pytest.raises(ValueError, match="do not fit mlp"):
         load_model(str(tmp_path / "m.pt"), arch="mlp", config={"in_features": 64})
@@ -79,7 +79,7 @@ def test_other_architectures_and_a_config_that_does_not_fit(tmp_path):
 def test_a_pickled_model_needs_the_trust_flag(tmp_path, reference):
     path = tmp_path / "whole.pt"
     torch.save(reference, path)
-    with pytest.raises(PermissionError, match="pickled Python object.*--trust-pickle"):
+    with pytest.raises(PermissionError, match=r"pickled Python object.*--trust-pickle"):
         load_model(str(path))
     loaded = load_model(str(path), trust_pickle=True)
     assert loaded.kind == "pickle"
@@ -128,7 +128,7 @@ def test_factories_from_a_module_and_from_a_file(tmp_path, monkeypatch, referenc
     _same(load_model(f"{tmp_path / 'mynets.py'}:build"), reference)
     with pytest.raises(ValueError, match=r"broken\(\) failed \(RuntimeError: no weights here\)"):
         load_model("mynets:broken")
-    with pytest.raises(ValueError, match="returned a int; it must return a torch.nn.Module"):
+    with pytest.raises(ValueError, match=r"returned a int; it must return a torch\.nn\.Module"):
         load_model("mynets:not_a_model")
     with pytest.raises(ValueError, match="has no function nope"):
         load_model("mynets:nope")

@@ -191,8 +191,7 @@ def _from_file(
     except pickle.UnpicklingError as error:
         if "unsupported global" not in str(error).lower():  # damaged, not a foreign object
             raise ValueError(
-                f"--model {spec} is not a readable PyTorch file (the pickle inside is "
-                f"damaged)"
+                f"--model {spec} is not a readable PyTorch file (the pickle inside is damaged)"
             ) from None
         if not trust_pickle:
             raise PermissionError(
