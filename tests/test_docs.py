@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -78,3 +79,18 @@ def test_mypy_clean():
     """The package's type hints are consistent (configuration in pyproject.toml)."""
     result = subprocess.run([_tool("mypy")], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cli_page_runs_as_written(tmp_path):
+    # Every command in docs/cli.md's bash blocks, in order, in one fresh folder; the
+    # shell finds `xai` beside this interpreter, as an activated environment would.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    for block in _blocks(ROOT / "docs" / "cli.md", "bash"):
+        for line in block.strip().splitlines():
+            result = subprocess.run(
+                line, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True
+            )
+            assert result.returncode == 0, f"{line}\n{result.stderr}"
+    assert (tmp_path / "maps" / "7-sneaker" / "manifest.json").is_file()
+    assert (tmp_path / "housing.png").is_file()
+    assert len(list((tmp_path / "maps-all").glob("*/comparison.png"))) == 10

@@ -43,7 +43,8 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def check_writable_dir(path: str | os.PathLike[str], what: str = "--out") -> Path:
-    """Create the folder ``path`` if needed and prove it writable by writing a probe file.
+    """Prove that the folder ``path`` can be written to (or made, in its nearest existing
+    parent) by writing a probe file; nothing is created.
 
     ``os.access`` is not enough: it says yes to root on a read-only file system.
 
@@ -51,11 +52,13 @@ def check_writable_dir(path: str | os.PathLike[str], what: str = "--out") -> Pat
         OSError: one sentence naming the folder, the reason and the fix.
     """
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"{what}: {path} is a file, not a folder; name a folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{what}: {existing} is a file, not a folder; name a folder")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        handle, probe = tempfile.mkstemp(dir=path, prefix=".xai-probe-")
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".xai-probe-")
         os.close(handle)
         os.unlink(probe)
     except OSError as error:

@@ -1,25 +1,39 @@
 """The ``xai`` command: a thin layer over the public API.
 
 It imports nothing heavy to start: ``xai --help`` and ``xai methods`` read the registry
-only (no torch, shap, captum, matplotlib or OpenCV).
+only (no torch, shap, captum, matplotlib or OpenCV). Each command imports what it needs
+when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from xai import __version__, registry
 
+__all__ = ["main"]
+
 EPILOG = """examples:
-  xai methods                 list the explanation methods, one line each
+  xai samples --out samples                the embedded model's test images, one per class
+  xai explain samples/7-sneaker.png        Grad-CAM for the class the model predicts
+  xai explain photos/ --method all         every method, one comparison grid per image
+  xai methods                              the explanation methods, one line each
+  xai layers                               the layers --layer accepts, with their shapes
+  xai classes                              the classes --target accepts
+  xai shapley                              exact Shapley values of the housing example
   xai train --model gapcnn --fraction 0.1 --out gapcnn.pt
-  xai --version               print the version
+
+`xai COMMAND --help` shows a command's options and examples. Bad input prints one line,
+`xai: error: ...`, and exits with status 2.
 """
 
 
 def _parser() -> argparse.ArgumentParser:
+    from xai.cli import explain, inspect, shapley, train
+
     parser = argparse.ArgumentParser(
         prog="xai",
         description="Explain PyTorch image classifiers: CAM, the Grad-CAM family and "
@@ -29,10 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"xai-toolkit {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    explain.add_parser(commands)
     commands.add_parser("methods", help="list the explanation methods, one line each")
-    from xai import cli_train
-
-    cli_train.add_parser(commands)
+    inspect.add_parsers(commands)
+    shapley.add_parser(commands)
+    train.add_parser(commands)
     return parser
 
 
@@ -44,29 +59,54 @@ def _methods() -> int:
     return 0
 
 
+def _dispatch(args: argparse.Namespace) -> int | None:
+    if args.command == "methods":
+        return _methods()
+    if args.command == "explain":
+        from xai.cli import explain
+
+        return explain.run(args)
+    if args.command in ("layers", "classes", "samples"):
+        from xai.cli import inspect
+
+        return getattr(inspect, args.command)(args)
+    if args.command == "shapley":
+        from xai.cli import shapley
+
+        return shapley.run(args)
+    if args.command == "train":
+        from xai.cli import train
+
+        return train.run(args)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xai`` console script; returns the exit status.
 
-    Bad input (a missing file, a bad option value, an unreadable data set) prints one line,
-    ``xai: error: ...``, on standard error and exits with status 2, never a traceback.
+    Bad input (a missing file, a bad option value, an unreadable image or model) prints
+    one line, ``xai: error: ...``, on standard error and exits with status 2, never a
+    traceback.
     """
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "methods":
-            return _methods()
-        if args.command == "train":
-            from xai import cli_train
-
-            return cli_train.run(args)
+        status = _dispatch(args)
+    except BrokenPipeError:  # the reader went away (`xai layers | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except (ValueError, TypeError, OSError) as error:
-        print(f"xai: error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"xai: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("xai: interrupted", file=sys.stderr)
         return 130
-    parser.print_help()
-    return 0
+    if status is None:
+        parser.print_help()
+        return 0
+    return status
 
 
 if __name__ == "__main__":

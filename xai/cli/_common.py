@@ -1,0 +1,111 @@
+"""Options and helpers shared by the commands that load a model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from xai.models.loading import LoadedModel
+
+__all__ = ["add_model_options", "input_size", "load", "parse_size"]
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        metavar="SPEC",
+        help="builtin:NAME (default builtin:fashion-mnist), a state_dict or TorchScript "
+        "file, or package.module:factory / file.py:factory for your own code",
+    )
+    group.add_argument(
+        "--arch",
+        help="built-in architecture for a state_dict file without a model card (gapcnn, mlp)",
+    )
+    group.add_argument(
+        "--config",
+        metavar="JSON",
+        help="the architecture's arguments, as JSON text or a .json file",
+    )
+    group.add_argument(
+        "--input-size",
+        metavar="C,H,W",
+        type=parse_size,
+        help="the input the model takes, when neither the model nor its card says",
+    )
+    group.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow a file holding a pickled whole model (this runs code from the file)",
+    )
+
+
+def parse_size(text: str) -> tuple[int, int, int]:
+    """``"1,28,28"`` (or ``1x28x28``) -> ``(1, 28, 28)``."""
+    parts = text.replace("x", ",").split(",")
+    try:
+        size = tuple(int(p) for p in parts)
+    except ValueError:
+        size = ()
+    if len(size) != 3 or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected C,H,W such as 1,28,28; got {text!r}")
+    return (size[0], size[1], size[2])
+
+
+def _config(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    source = Path(text)
+    try:
+        raw = source.read_text() if text.endswith(".json") and source.is_file() else text
+        config = json.loads(raw)
+    except ValueError as error:
+        raise ValueError(f"--config: not valid JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"--config: expected a JSON object of arguments; got {config!r}")
+    return config
+
+
+def load(args: argparse.Namespace) -> LoadedModel:
+    """The model the options name."""
+    from xai.models.loading import load_model
+
+    return load_model(
+        args.model,
+        arch=args.arch,
+        config=_config(args.config),
+        trust_pickle=args.trust_pickle,
+    )
+
+
+def input_size(
+    loaded: LoadedModel, override: tuple[int, int, int] | None
+) -> tuple[int | None, tuple[int, int] | None]:
+    """``(channels, (H, W))`` to feed the model; ``None`` parts are not known.
+
+    The option wins, then the model (attribute or card), then the channels of the first
+    convolution (the size is then the image's own).
+    """
+    size = override or loaded.input_size
+    if size is not None:
+        return size[0], (size[1], size[2])
+    for parameter in loaded.model.parameters():
+        if parameter.ndim == 4:
+            return int(parameter.shape[1]), None
+    return None, None
+
+
+def dummy_input(loaded: LoadedModel, override: tuple[int, int, int] | None) -> torch.Tensor:
+    """A zero batch of one input of the model's size, for tracing its layers."""
+    import torch
+
+    channels, size = input_size(loaded, override)
+    if channels is None or size is None:
+        raise ValueError(f"the input size of {loaded.spec} is unknown; pass --input-size C,H,W")
+    dtype = next((p.dtype for p in loaded.model.parameters() if p.is_floating_point()), None)
+    return torch.zeros(1, channels, *size, dtype=dtype or torch.float32)

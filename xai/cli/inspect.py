@@ -1,0 +1,130 @@
+"""``xai layers`` and ``xai classes``: what a model offers to explain."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from xai.cli._common import add_model_options, dummy_input, load
+
+__all__ = ["add_parsers", "classes", "layers", "samples"]
+
+LAYERS_HELP = """examples:
+  xai layers                                   the embedded Fashion-MNIST model
+  xai layers --all                             every layer with spatial maps, not only convs
+  xai layers --model mypkg.nets:resnet --input-size 3,224,224
+
+Any name listed can be passed to `xai explain --layer`. The marked one is the default:
+the last spatial feature maps (the maps a global-average-pooling head pools).
+"""
+
+
+def add_parsers(commands: Any) -> None:
+    p = commands.add_parser(
+        "layers",
+        help="list the conv layers (explainable with --layer) and their output shapes",
+        description="Trace one forward pass and list the layers whose output is a "
+        "feature map, with its shape (channels x height x width).",
+        epilog=LAYERS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="list every module returning spatial maps (activations, blocks), not only convs",
+    )
+    add_model_options(p)
+    p = commands.add_parser(
+        "samples",
+        help="copy the embedded model's test images (one per class) to a folder",
+        description="Write the shipped Fashion-MNIST test images, one per class, as PNG "
+        "files: inputs to try `xai explain` on.",
+    )
+    p.add_argument("--out", "-o", default="samples", help="folder (default: samples)")
+    p = commands.add_parser(
+        "classes",
+        help="list the model's classes: index and name",
+        description="List the classes the model predicts; --target takes an index or a name.",
+    )
+    add_model_options(p)
+
+
+def _model(args: argparse.Namespace) -> Any:
+    loaded = load(args)
+    if loaded.kind == "torchscript":
+        raise ValueError(
+            f"--model {loaded.spec} is TorchScript: its layers run as compiled code that "
+            f"no hook can see; load the Python model (state_dict + --arch, or a factory)"
+        )
+    return loaded
+
+
+def layers(args: argparse.Namespace) -> int:
+    from torch import nn
+
+    from xai.cam.layers import find_default_layer, trace
+
+    loaded = _model(args)
+    x = dummy_input(loaded, args.input_size)
+    calls, _ = trace(loaded.model, x)
+    try:
+        default = find_default_layer(loaded.model, x)[0]
+    except ValueError:
+        default = None
+    rows = [("layer", "type", "output (C x H x W)")]
+    seen = set()
+    for call in calls:
+        output = call.output
+        spatial = hasattr(output, "ndim") and output.ndim == 4
+        conv = isinstance(call.module, nn.modules.conv._ConvNd)
+        if call.name in seen or not spatial or not (conv or args.all or call.name == default):
+            continue
+        seen.add(call.name)
+        shape = " x ".join(str(d) for d in output.shape[1:])
+        mark = "  <- default" if call.name == default else ""
+        rows.append((call.name, type(call.module).__name__, shape + mark))
+    if len(rows) == 1:
+        raise ValueError(
+            f"{loaded.spec} has no layer returning (N, C, H, W) feature maps for an input "
+            f"of {tuple(x.shape[1:])}; CAM methods need convolutional layers"
+        )
+    widths = [max(len(r[c]) for r in rows) for c in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[c]) for c, cell in enumerate(row)).rstrip())
+    size = "x".join(str(d) for d in x.shape[1:])
+    print(f"(traced with one {size} input; default: {default or 'none found'})")
+    return 0
+
+
+def classes(args: argparse.Namespace) -> int:
+    import torch
+
+    loaded = load(args)
+    names = loaded.class_names
+    if names is None:
+        with torch.no_grad():
+            output = loaded.model(dummy_input(loaded, args.input_size))
+        count = int(output.shape[1]) if isinstance(output, torch.Tensor) else 0
+        print(
+            f"{loaded.spec} has {count} outputs and no class names (model card or "
+            f"class_names attribute); --target takes an index 0..{count - 1}"
+        )
+        return 0
+    width = len(str(len(names) - 1))
+    for index, name in enumerate(names):
+        print(f"{index:>{width}}  {name}")
+    return 0
+
+
+def samples(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from xai._files import atomic_write_bytes, check_writable_dir
+    from xai.models.pretrained import sample_images
+
+    out = check_writable_dir(Path(args.out))
+    out.mkdir(parents=True, exist_ok=True)
+    for class_name, path in sample_images():
+        target = atomic_write_bytes(out / path.name, path.read_bytes())
+        print(f"{target}  ({class_name})")
+    return 0
