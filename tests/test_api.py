@@ -362,3 +362,17 @@ def test_default_layer_is_cached_per_input_shape(gray):
     assert cam(gray).layer == "features.10"
     assert cam(torch.rand(1, 1, 12, 20)).layer == "features.10"
     assert len(cam._default_layers) == 2
+
+
+@pytest.mark.parametrize("method", xai.methods())
+def test_the_registry_says_truly_which_methods_depend_on_the_class(method):
+    # The CLI labels class-agnostic maps as such; the flag must match what the method does
+    # (on a trained model: an untrained one can give all-zero maps for every class).
+    model = xai.models.pretrained()
+    images = xai.models.sample_batch()[0][:4]
+    first = xai.explain(model, images, method=method, target=0).maps
+    second = xai.explain(model, images, method=method, target=9).maps
+    if xai.registry.get(method).class_specific:
+        assert not torch.allclose(first, second, atol=1e-3)
+    else:
+        torch.testing.assert_close(first, second, rtol=0, atol=0)
