@@ -1,0 +1,212 @@
+"""What ``xai explain`` writes for one image: the pictures, the raw maps, the manifest,
+and the summary table it prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xai import registry
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from xai.explanation import Explanation
+    from xai.models.loading import LoadedModel
+
+__all__ = ["Item", "table", "versions", "write_item"]
+
+#: Overlays of images smaller than this (on the short side) are enlarged to stay legible.
+MIN_DISPLAY = 224
+
+
+@dataclass
+class Item:
+    """One input image on its way through the command."""
+
+    path: Path
+    folder: str
+    size: tuple[int, int]
+    mode: str
+    shape: tuple[int, int, int]  # the model input made from it, (C, H, W)
+    summary: tuple[str, float, str, float] | None = None  # for the table
+
+
+def _display(rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """The image as RGB for drawing, enlarged by a whole factor if it is tiny."""
+    import cv2
+
+    height, width = rgb.shape[:2]
+    factor = max(1, math.ceil(MIN_DISPLAY / max(1, min(height, width))))
+    if factor > 1:
+        rgb = cv2.resize(rgb, (width * factor, height * factor), interpolation=cv2.INTER_NEAREST)
+    return rgb, (rgb.shape[0], rgb.shape[1])
+
+
+def _display_map(explanation: Explanation, size: tuple[int, int]) -> np.ndarray:
+    """The raw map resized once, bilinearly, to the drawing size, then min-max scaled."""
+    from xai.cam.maps import minmax, upsample
+
+    return minmax(upsample(explanation.raw[:1].float(), size))[0].numpy()
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    from xai._files import atomic_write_bytes
+
+    ok, encoded = cv2.imencode(".png", rgb[:, :, ::-1])
+    if not ok:
+        raise OSError(f"cannot encode {path}")
+    atomic_write_bytes(path, encoded.tobytes())
+
+
+def versions() -> dict[str, str]:
+    import platform
+
+    import cv2
+    import numpy
+    import torch
+
+    from xai import __version__
+
+    return {
+        "xai-toolkit": __version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "opencv": cv2.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def write_item(
+    item: Item,
+    rgb: np.ndarray,
+    explanations: dict[str, Explanation],
+    logits: torch.Tensor,
+    probabilities: torch.Tensor,
+    loaded: LoadedModel,
+    class_names: list[str],
+    args: argparse.Namespace,
+    versions: dict[str, str],
+) -> Path:
+    import numpy as np
+
+    from xai._files import atomic_write, atomic_write_text
+    from xai.viz.overlay import colorize, overlay
+
+    folder = args.out / item.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rgb, size = _display(rgb)
+    top = probabilities.topk(min(5, len(class_names)))
+    entries = []
+    maps: dict[str, np.ndarray] = {}
+    subtitles: dict[str, str] = {}
+    for method, explanation in explanations.items():
+        saliency = _display_map(explanation, size)
+        maps[method] = saliency
+        files = {
+            "overlay": f"{method}_overlay.png",
+            "heatmap": f"{method}_heatmap.png",
+            "raw": f"{method}_raw.npy",
+        }
+        _write_png(folder / files["overlay"], overlay(rgb, saliency, args.alpha, args.colormap))
+        _write_png(folder / files["heatmap"], colorize(saliency, args.colormap))
+        raw = explanation.raw[0].numpy().astype(np.float32)
+        atomic_write(folder / files["raw"], partial(np.save, arr=raw))
+        index = int(explanation.targets[0])
+        name = class_names[index] if index >= 0 else None
+        if not registry.get(method).class_specific:
+            subtitles[method] = "class-agnostic"
+        elif name:
+            subtitles[method] = f"{name} ({float(explanation.scores[0]):.2f})"
+        entries.append(
+            {
+                "method": method,
+                "layer": explanation.layer,
+                "target": index,
+                "target_class": name,
+                "class_specific": registry.get(method).class_specific,
+                "score": float(explanation.scores[0]),
+                "raw_shape": list(raw.shape),
+                "raw_min": float(raw.min()),
+                "raw_max": float(raw.max()),
+                "files": files,
+            }
+        )
+    manifest: dict[str, Any] = {
+        "image": {
+            "path": str(item.path),
+            "height": item.size[0],
+            "width": item.size[1],
+            "mode": item.mode,
+        },
+        "input_size": list(item.shape),
+        "preprocessing": {
+            "channels": "gray: BT.601 luma" if item.shape[0] == 1 else "RGB",
+            "resize": "stretched to the input size (area when shrinking, bilinear else)",
+            "scale": "pixel / max value, to [0, 1]",
+            "invert": bool(args.invert),
+        },
+        "model": {"spec": loaded.spec, "kind": loaded.kind, **loaded.details},
+        "prediction": [
+            {
+                "index": int(i),
+                "class": class_names[int(i)],
+                "probability": round(float(p), 6),
+                "logit": round(float(logits[int(i)]), 6),
+            }
+            for p, i in zip(top.values, top.indices, strict=True)
+        ],
+        "explanations": entries,
+        "display": {
+            "height": size[0],
+            "width": size[1],
+            "alpha": args.alpha,
+            "colormap": args.colormap,
+        },
+        "versions": versions,
+    }
+    if len(maps) > 1:
+        from xai.viz.grids import method_grid, save_figure
+
+        guess = class_names[int(top.indices[0])]
+        title = f"{item.path.name}: predicted {guess} ({float(top.values[0]):.1%})"
+        figure = method_grid(
+            rgb,
+            maps,
+            title=title,
+            alpha=args.alpha,
+            colormap=args.colormap,
+            subtitles=subtitles,
+        )
+        save_figure(figure, folder / "comparison.png")
+        manifest["comparison"] = "comparison.png"
+    atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    first = next(iter(explanations.values()))
+    index = int(first.targets[0])
+    item.summary = (
+        f"{class_names[int(top.indices[0])]} {float(top.values[0]):.1%}",
+        float(top.values[0]),
+        class_names[index] if index >= 0 else "(callable)",
+        float(first.scores[0]),
+    )
+    return folder
+
+
+def table(items: list[Item]) -> str:
+    rows = [("image", "prediction", "explained (score)")]
+    for item in items:
+        assert item.summary is not None
+        prediction, _, explained, score = item.summary
+        rows.append((item.path.name, prediction, f"{explained} ({score:.2f})"))
+    widths = [max(len(row[c]) for row in rows) for c in range(3)]
+    return "\n".join(
+        "  ".join(cell.ljust(widths[c]) for c, cell in enumerate(row)).rstrip() for row in rows
+    )
