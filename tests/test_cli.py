@@ -344,6 +344,11 @@ BAD = {
     "layers of a missing model": (["layers", "--model", "x.pt"], r"x\.pt: no such file"),
     "shapley missing table": (["shapley", "none.csv"], r"no coalition table at none\.csv"),
     "shapley incomplete table": (["shapley", "{half.csv}"], r"coalition \{b\} is missing"),
+    "shapley plot not png": (["shapley", "--plot", "v.jpg"], r"--plot v\.jpg: .* \.png file"),
+    "shapley plot unwritable": (
+        ["shapley", "--plot", "/proc/xai-no/v.png"],
+        r"--plot: cannot write to the folder /proc",
+    ),
 }
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 __all__ = [
     "IMAGE_SUFFIXES",
     "Image",
-    "describe",
     "find_images",
     "read_image",
     "to_input",
@@ -65,12 +64,9 @@ class Image:
 
     def rgb(self) -> np.ndarray:
         """The pixels as ``(H, W, 3)`` uint8 RGB, for drawing."""
-        pixels = self.pixels
-        if pixels.dtype == np.uint16:
-            pixels = np.round(pixels / 257.0).astype(np.uint8)
-        if pixels.ndim == 2:
-            pixels = np.repeat(pixels[:, :, None], 3, axis=2)
-        return np.ascontiguousarray(pixels)
+        from xai.viz.overlay import to_rgb
+
+        return to_rgb(self.pixels)
 
 
 def find_images(sources: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -262,15 +258,3 @@ def to_input(
         scaled = 1.0 - scaled
     tensor = torch.from_numpy(np.ascontiguousarray(scaled, dtype=np.float32))
     return tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
-
-
-def describe(image: Image) -> dict[str, Any]:
-    """What the manifest records about an input file."""
-    height, width = image.size
-    return {
-        "path": str(image.path),
-        "height": height,
-        "width": width,
-        "mode": image.mode,
-        "bits": image.bits,
-    }

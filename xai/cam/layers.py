@@ -24,7 +24,7 @@ from torch import nn
 
 from xai.cam.hooks import forward_hooks
 
-__all__ = ["Call", "find_default_layer", "resolve_layer", "trace"]
+__all__ = ["Call", "find_default_layer", "nearest_layers", "resolve_layer", "trace"]
 
 
 def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
@@ -51,13 +51,19 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
     modules.pop("", None)
     if layer in modules:
         return layer, modules[layer]
-    close = difflib.get_close_matches(layer, list(modules), n=5, cutoff=0.4)
-    conv = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
-    suggestion = close or conv[-5:] or list(modules)[-5:]
     raise ValueError(
-        f"unknown layer {layer!r}; the nearest valid names are: {', '.join(suggestion)}. "
+        f"unknown layer {layer!r}; the nearest valid names are: "
+        f"{', '.join(nearest_layers(model, layer))}. "
         f"List them all with [name for name, _ in model.named_modules()]."
     )
+
+
+def nearest_layers(model: nn.Module, layer: str, n: int = 5) -> list[str]:
+    """Up to ``n`` module names like ``layer``; else the last convolutions (or modules)."""
+    names = [name for name, _ in model.named_modules(remove_duplicate=False) if name]
+    close = difflib.get_close_matches(layer, names, n=n, cutoff=0.4)
+    conv = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    return close or conv[-n:] or names[-n:]
 
 
 @dataclass

@@ -107,5 +107,6 @@ def dummy_input(loaded: LoadedModel, override: tuple[int, int, int] | None) -> t
     channels, size = input_size(loaded, override)
     if channels is None or size is None:
         raise ValueError(f"the input size of {loaded.spec} is unknown; pass --input-size C,H,W")
-    dtype = next((p.dtype for p in loaded.model.parameters() if p.is_floating_point()), None)
-    return torch.zeros(1, channels, *size, dtype=dtype or torch.float32)
+    from xai.cam.targets import prepare_inputs
+
+    return prepare_inputs(loaded.model, torch.zeros(1, channels, *size))

@@ -117,15 +117,13 @@ def parse_target(text: str, class_names: Sequence[str]) -> int | None:
 
 def check_layer(model: Any, layer: str) -> None:
     """An unknown layer name -> one line with the nearest valid names."""
-    names = [name for name, _ in model.named_modules() if name]
-    if layer in names:
-        return
-    close = difflib.get_close_matches(layer, names, n=4, cutoff=0.4)
-    nearest = ", ".join(close or names[-4:])
-    raise ValueError(
-        f"--layer {layer!r} is not a layer of this model; nearest: {nearest} (list them "
-        f"with `xai layers`)"
-    )
+    from xai.cam.layers import nearest_layers
+
+    if layer not in dict(model.named_modules(remove_duplicate=False)):
+        raise ValueError(
+            f"--layer {layer!r} is not a layer of this model; nearest: "
+            f"{', '.join(nearest_layers(model, layer, n=4))} (list them with `xai layers`)"
+        )
 
 
 # ------------------------------------------------------------------------- pipeline
@@ -211,23 +209,26 @@ def _process(
     import torch
 
     import xai
+    from xai.cam.targets import prepare_inputs
     from xai.images import read_image, to_input
     from xai.training.progress import ProgressBar
 
     model = loaded.model
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     bar = ProgressBar(len(items), "explaining", enabled=len(items) > 1 and not args.quiet)
     class_names: list[str] = []
     target: int | None = None
     packages = versions()
     for number, batch in enumerate(_batches(items, max(1, args.batch_size))):
         images = [read_image(item.path) for item in batch]
-        x = torch.stack(
-            [
-                to_input(image, item.shape[0], item.shape[1:], invert=args.invert)
-                for image, item in zip(images, batch, strict=True)
-            ]
-        ).to(dtype)
+        x = prepare_inputs(  # on the model's device, in its dtype
+            model,
+            torch.stack(
+                [
+                    to_input(image, item.shape[0], item.shape[1:], invert=args.invert)
+                    for image, item in zip(images, batch, strict=True)
+                ]
+            ),
+        )
         logits = _forward(model, x).float()
         if number == 0:
             class_names = _class_names(loaded, int(logits.shape[1]))
@@ -267,15 +268,9 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1; got {args.batch_size}")
     paths = find_images(args.images)
-    from xai.viz.overlay import colormaps
+    from xai.viz.overlay import resolve_colormap
 
-    if args.colormap.lower() not in colormaps():
-        close = difflib.get_close_matches(args.colormap.lower(), colormaps(), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
-            f"--colormap {args.colormap!r} is unknown.{hint} Valid: {', '.join(colormaps())}"
-        )
-    args.colormap = args.colormap.lower()
+    args.colormap = resolve_colormap(args.colormap)
     check_writable_dir(args.out)  # made only when the first file is written
     loaded = load(args)
     if loaded.kind == "torchscript":

@@ -38,15 +38,15 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from xai._files import check_writable_dir
     from xai.shapley import exact_shapley
     from xai.shapley.tables import TableGame, housing
 
     plot: Path | None = args.plot
-    if plot is not None:
+    if plot is not None:  # checked before any work, so a bad path costs nothing
         if plot.suffix.lower() != ".png":
             raise ValueError(f"--plot {plot}: the picture is written as PNG; name a .png file")
-        if not plot.parent.is_dir():
-            raise FileNotFoundError(f"--plot {plot}: folder {plot.parent} does not exist")
+        check_writable_dir(plot.parent, "--plot")
     game = (
         housing(exact=not args.float)
         if args.table is None
@@ -65,11 +65,9 @@ def run(args: argparse.Namespace) -> int:
         f"{float(result.full_value):.6g}"
     )
     if plot is not None:
-        from xai._files import check_writable_dir
         from xai.viz.grids import save_figure
         from xai.viz.shapley import bar, waterfall
 
-        check_writable_dir(plot.parent, "--plot")
         title = "housing example" if args.table is None else args.table.name
         draw = waterfall if args.kind == "waterfall" else bar
         save_figure(draw(result, title=f"Exact Shapley values: {title}"), plot)

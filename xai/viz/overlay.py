@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["colorize", "colormaps", "overlay", "to_rgb"]
+__all__ = ["colorize", "colormaps", "overlay", "resolve_colormap", "to_rgb"]
 
 _PREFIX = "COLORMAP_"
 
@@ -43,8 +43,16 @@ def colormaps() -> tuple[str, ...]:
     )
 
 
-def _colormap_code(colormap: str) -> int:
-    """OpenCV's constant for ``colormap`` (case-insensitive, ``COLORMAP_`` prefix optional)."""
+def resolve_colormap(colormap: str) -> str:
+    """The name in :func:`colormaps` that ``colormap`` means (case-insensitive,
+    ``COLORMAP_`` prefix optional).
+
+    Raises:
+        ValueError: an unknown name; the message gives the closest and the valid ones.
+
+    >>> resolve_colormap("COLORMAP_Viridis")
+    'viridis'
+    """
     if not isinstance(colormap, str):
         raise TypeError(f"colormap must be a name such as 'jet'; got {type(colormap).__name__}")
     key = colormap.strip().lower()
@@ -57,7 +65,12 @@ def _colormap_code(colormap: str) -> int:
         raise ValueError(
             f"unknown colormap {colormap!r}.{hint} Valid colormaps: {', '.join(valid)}."
         )
-    return int(getattr(_cv2(), _PREFIX + key.upper()))
+    return key
+
+
+def _colormap_code(colormap: str) -> int:
+    """OpenCV's constant for ``colormap``."""
+    return int(getattr(_cv2(), _PREFIX + resolve_colormap(colormap).upper()))
 
 
 def _to_numpy(array: Any) -> np.ndarray:
