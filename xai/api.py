@@ -52,7 +52,7 @@ def explain(
     Args:
         model: a ``torch.nn.Module`` image classifier; left exactly as it was.
         inputs: ``(N, C, H, W)`` float tensor, scaled as the model expects.
-        method: a name from :func:`xai.methods` (``"cam"``, ``"gradcam"``,
+        method: a name from ``xai.methods`` (``"cam"``, ``"gradcam"``,
             ``"gradcam++"``, ...); case, ``-`` and ``_`` are ignored.
         layer: a dotted name from ``model.named_modules()``, a submodule, or ``None`` for
             the last spatial feature maps (the maps a GAP head pools).
@@ -61,7 +61,7 @@ def explain(
         **options: the method's own options, e.g. ``batch_size`` for Score-CAM.
 
     Returns:
-        An :class:`~xai.Explanation`: ``maps`` (N, H, W) in [0, 1], ``raw``,
+        An ``Explanation``: ``maps`` (N, H, W) in [0, 1], ``raw``,
         ``targets``, ``scores``, ``method`` and ``layer``.
 
     Example:

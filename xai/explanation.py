@@ -1,4 +1,4 @@
-"""The result types: :class:`Explanation` for image maps, :class:`ShapleyResult` for
+"""The result types: ``Explanation`` for image maps, ``ShapleyResult`` for
 Shapley values.
 
 Small immutable records that the API, the command line, the plots and the docs all

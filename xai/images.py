@@ -221,7 +221,7 @@ def to_input(
     """Convert an image to a ``(channels, H, W)`` float32 tensor scaled to [0, 1].
 
     Args:
-        image: an :class:`Image`, or ``(H, W)`` / ``(H, W, 3)`` RGB uint8/uint16 pixels.
+        image: an ``Image``, or ``(H, W)`` / ``(H, W, 3)`` RGB uint8/uint16 pixels.
         channels: 1 (gray: ITU-R BT.601 luma, 0.299 R + 0.587 G + 0.114 B, as OpenCV
             computes it) or 3 (RGB; a gray image is repeated).
         size: ``(H, W)`` to resize to, or ``None`` to keep the image's size. The image is

@@ -39,15 +39,16 @@ def _zero_channels(channels: torch.Tensor, copies: bool):
 class AblationCAM(BaseCAM):
     r"""Ablation-CAM: a channel matters as much as the score falls without it.
 
-    With :math:`y^c` the target's score and :math:`y^c_k` the score when the layer's
+    With $y^c$ the target's score and $y^c_k$ the score when the layer's
     k-th map is set to zero (everything else unchanged),
 
-    .. math::
-        w^c_k = \frac{y^c - y^c_k}{y^c},
-        \qquad L^c_{\mathrm{Ablation\text{-}CAM}} = \mathrm{ReLU}\Big(\sum_k w^c_k A^k\Big)
+    $$
+    w^c_k = \frac{y^c - y^c_k}{y^c},
+    \qquad L^c_{\mathrm{Ablation\text{-}CAM}} = \mathrm{ReLU}\Big(\sum_k w^c_k A^k\Big)
+    $$
 
-    as in the paper, with the raw class score (logit). Dividing by :math:`y^c` scales all
-    of a sample's weights alike; if :math:`y^c < 0` the map's sign flips, exactly as the
+    as in the paper, with the raw class score (logit). Dividing by $y^c$ scales all
+    of a sample's weights alike; if $y^c < 0$ the map's sign flips, exactly as the
     paper's formula says. A score of exactly zero is replaced by the smallest positive
     float to avoid a division by zero.
 

@@ -2,12 +2,12 @@
 
 ``Explainer.__call__`` owns what all methods share: it validates the inputs, puts the
 model in evaluation mode for the call only (restoring every submodule's flag in
-``finally``), and turns a method's raw maps into an :class:`~xai.Explanation`.
+``finally``), and turns a method's raw maps into an ``Explanation``.
 
 ``BaseCAM`` adds the layer: resolved by name or module at construction, or found
-automatically (:func:`~xai.cam.layers.find_default_layer`) on the first call. A CAM
-method overrides one thing, :meth:`BaseCAM._signed_map`, or for the gradient family only
-:meth:`GradientCAM._combine`, a few lines each.
+automatically (``find_default_layer``) on the first call. A CAM
+method overrides one thing, ``BaseCAM._signed_map``, or for the gradient family only
+``GradientCAM._combine``, a few lines each.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class Explainer(ABC):
         self.model = model
 
     def __call__(self, inputs: torch.Tensor, target: TargetLike = None) -> Explanation:
-        """Explain ``inputs`` (N, C, H, W) for ``target`` (see :mod:`xai.cam.targets`)."""
+        """Explain ``inputs`` (N, C, H, W) for ``target`` (see ``xai.cam.targets``)."""
         x = prepare_inputs(self.model, inputs)
         # Explaining works under torch.no_grad() and torch.inference_mode() alike: the
         # gradient methods re-enable autograd locally, on a normal copy of the inputs.
@@ -181,7 +181,7 @@ def forward_backward(
 class GradientCAM(BaseCAM):
     """A CAM built from the layer's activations ``A`` and gradients ``G = dy^c/dA``.
 
-    Subclasses define :meth:`_combine`, the map before the ReLU, from float32 ``A`` and
+    Subclasses define ``_combine``, the map before the ReLU, from float32 ``A`` and
     ``G`` of shape (N, C, h, w).
     """
 

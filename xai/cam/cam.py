@@ -19,12 +19,14 @@ __all__ = ["CAM"]
 class CAM(BaseCAM):
     r"""Class activation map of a network whose head is global average pooling + Linear.
 
-    With feature maps :math:`A^k` (the last conv block's output, :math:`h \times w`) and
-    the head :math:`y^c = \sum_k w^c_k \frac{1}{hw}\sum_{ij} A^k_{ij} + b^c`,
+    With feature maps $A^k$ (the last conv block's output, $h \times w$) and
+    the head $y^c = \sum_k w^c_k \frac{1}{hw}\sum_{ij} A^k_{ij} + b^c$,
 
-    .. math:: L^c_{\mathrm{CAM}} = \mathrm{ReLU}\Big(\sum_k w^c_k A^k\Big)
+    $$
+    L^c_{\mathrm{CAM}} = \mathrm{ReLU}\Big(\sum_k w^c_k A^k\Big)
+    $$
 
-    One forward pass, no gradients. The bias :math:`b^c` is spatially constant and left
+    One forward pass, no gradients. The bias $b^c$ is spatially constant and left
     out, as in the paper. The paper shows the map without a ReLU (only its positive part
     is visualised after normalisation); the ReLU here is the same as Grad-CAM's so that
     the identity ``GradCAM.raw == CAM.raw / (h*w)`` holds exactly. Pass ``relu=False``

@@ -19,14 +19,16 @@ __all__ = ["EigenCAM"]
 class EigenCAM(BaseCAM):
     r"""Eigen-CAM: the feature maps projected on their first right singular vector.
 
-    With the layer's maps arranged as :math:`M \in \mathbb{R}^{hw \times C}` (one row per
-    position) and its thin SVD :math:`M = U \Sigma V^\top`,
+    With the layer's maps arranged as $M \in \mathbb{R}^{hw \times C}$ (one row per
+    position) and its thin SVD $M = U \Sigma V^\top$,
 
-    .. math:: L_{\mathrm{Eigen\text{-}CAM}} = M v_1 = \sigma_1 u_1
+    $$
+    L_{\mathrm{Eigen\text{-}CAM}} = M v_1 = \sigma_1 u_1
+    $$
 
-    reshaped to :math:`h \times w`. No gradients, no class: the map is the same for every
+    reshaped to $h \times w$. No gradients, no class: the map is the same for every
     target (``targets`` and ``scores`` still report the explained class). The SVD fixes
-    :math:`v_1` only up to sign; the sign is chosen so that the map sums to a
+    $v_1$ only up to sign; the sign is chosen so that the map sums to a
     non-negative value (for non-negative maps, such as a ReLU's output, the map is then
     non-negative everywhere). As in the paper, no ReLU by default (``relu=False``), and
     the maps are not mean-centred. Only the thin SVD (``full_matrices=False``) is computed.

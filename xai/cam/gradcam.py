@@ -16,14 +16,15 @@ __all__ = ["GradCAM"]
 class GradCAM(GradientCAM):
     r"""Grad-CAM at any convolutional layer.
 
-    .. math::
-        \alpha^c_k = \frac{1}{hw}\sum_{i,j}\frac{\partial y^c}{\partial A^k_{ij}},
-        \qquad L^c_{\mathrm{Grad\text{-}CAM}} = \mathrm{ReLU}\Big(\sum_k \alpha^c_k A^k\Big)
+    $$
+    \alpha^c_k = \frac{1}{hw}\sum_{i,j}\frac{\partial y^c}{\partial A^k_{ij}},
+    \qquad L^c_{\mathrm{Grad\text{-}CAM}} = \mathrm{ReLU}\Big(\sum_k \alpha^c_k A^k\Big)
+    $$
 
-    :math:`y^c` is the target's score before the softmax (a logit), :math:`A^k` the
+    $y^c$ is the target's score before the softmax (a logit), $A^k$ the
     layer's k-th feature map. One forward pass and one backward pass that stops at the
     layer. On a network whose head is global average pooling + Linear, at the pooled
-    layer, :math:`\alpha^c_k = w^c_k / (hw)`, so Grad-CAM equals CAM divided by ``h*w``.
+    layer, $\alpha^c_k = w^c_k / (hw)$, so Grad-CAM equals CAM divided by ``h*w``.
     """
 
     name = "gradcam"

@@ -16,19 +16,20 @@ __all__ = ["GradCAMPlusPlus"]
 class GradCAMPlusPlus(GradientCAM):
     r"""Grad-CAM++ with the paper's closed-form pixel weights.
 
-    With :math:`g = \partial S^c / \partial A^k_{ij}` the gradient of the class score
-    and the paper's exponential output :math:`Y^c = \exp(S^c)` (whose higher derivatives
-    in a piecewise-linear network are :math:`\exp(S^c) g^2` and :math:`\exp(S^c) g^3`):
+    With $g = \partial S^c / \partial A^k_{ij}$ the gradient of the class score
+    and the paper's exponential output $Y^c = \exp(S^c)$ (whose higher derivatives
+    in a piecewise-linear network are $\exp(S^c) g^2$ and $\exp(S^c) g^3$):
 
-    .. math::
-        \alpha^{kc}_{ij} = \frac{g_{ij}^2}{2 g_{ij}^2 + \sum_{a,b} A^k_{ab}\, g_{ij}^3},
-        \qquad w^c_k = \sum_{i,j} \alpha^{kc}_{ij}\,\mathrm{ReLU}(g_{ij}),
-        \qquad L^c = \mathrm{ReLU}\Big(\sum_k w^c_k A^k\Big)
+    $$
+    \alpha^{kc}_{ij} = \frac{g_{ij}^2}{2 g_{ij}^2 + \sum_{a,b} A^k_{ab}\, g_{ij}^3},
+    \qquad w^c_k = \sum_{i,j} \alpha^{kc}_{ij}\,\mathrm{ReLU}(g_{ij}),
+    \qquad L^c = \mathrm{ReLU}\Big(\sum_k w^c_k A^k\Big)
+    $$
 
-    Where the denominator is zero (zero gradient), :math:`\alpha = 0`. The paper's
-    weights carry a factor :math:`\exp(S^c)`, the same for every channel and position of
+    Where the denominator is zero (zero gradient), $\alpha = 0$. The paper's
+    weights carry a factor $\exp(S^c)$, the same for every channel and position of
     a sample; it is left out (as most implementations do), so ``raw`` is the paper's map
-    divided by :math:`\exp(S^c)` and ``maps`` are identical.
+    divided by $\exp(S^c)$ and ``maps`` are identical.
     """
 
     name = "gradcam++"

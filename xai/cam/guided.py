@@ -73,11 +73,11 @@ def guided_gradients(
 class GuidedBackprop(Explainer):
     r"""Guided backpropagation: the input gradient, guided through every ReLU.
 
-    At each ReLU with input :math:`z`, the backward pass sends
-    :math:`R^{(l)} = \mathbb{1}[z > 0] \cdot \mathbb{1}[R^{(l+1)} > 0] \cdot R^{(l+1)}`:
+    At each ReLU with input $z$, the backward pass sends
+    $R^{(l)} = \mathbb{1}[z > 0] \cdot \mathbb{1}[R^{(l+1)} > 0] \cdot R^{(l+1)}$:
     only positive gradients, only where the unit was active. ``attributions`` holds the
     signed result (N, C, H, W); ``raw`` is its largest magnitude over channels,
-    :math:`\max_c |R_c|`, at input resolution, and ``maps`` its min-max normalisation.
+    $\max_c |R_c|$, at input resolution, and ``maps`` its min-max normalisation.
     Not class-discriminative on its own (see Guided Grad-CAM). There is no layer;
     ``Explanation.layer`` is ``None``.
     """
@@ -107,12 +107,14 @@ class GuidedBackprop(Explainer):
 class GuidedGradCAM(Explainer):
     r"""Guided Grad-CAM: guided backpropagation times the upsampled Grad-CAM map.
 
-    .. math:: R_{\mathrm{Guided\ Grad\text{-}CAM}} = R_{\mathrm{guided}} \odot
-        \mathrm{Up}(L^c_{\mathrm{Grad\text{-}CAM}})
+    $$
+    R_{\mathrm{Guided\ Grad\text{-}CAM}} = R_{\mathrm{guided}} \odot
+    \mathrm{Up}(L^c_{\mathrm{Grad\text{-}CAM}})
+    $$
 
     ``Up`` is bilinear (``align_corners=False``) resizing of Grad-CAM's raw map, broadcast
     over the input channels. ``attributions`` is that product (N, C, H, W); ``raw`` is
-    :math:`\max_c |\cdot|` of it, and ``layer`` the Grad-CAM layer. The whole batch is
+    $\max_c |\cdot|$ of it, and ``layer`` the Grad-CAM layer. The whole batch is
     explained at once, each sample for its own target.
     """
 

@@ -16,14 +16,16 @@ __all__ = ["HiResCAM"]
 class HiResCAM(GradientCAM):
     r"""HiResCAM: the gradient multiplies the activation position by position.
 
-    .. math:: L^c_{\mathrm{HiResCAM}} = \mathrm{ReLU}\Big(\sum_k
-        \frac{\partial y^c}{\partial A^k} \odot A^k\Big)
+    $$
+    L^c_{\mathrm{HiResCAM}} = \mathrm{ReLU}\Big(\sum_k
+    \frac{\partial y^c}{\partial A^k} \odot A^k\Big)
+    $$
 
     Unlike Grad-CAM it does not average the gradient over space first, so for a head
     that is a Linear layer on the flattened maps the map shows exactly which positions
     raised the score. Where the gradient is spatially constant (a global-average-pooling
-    head, at the pooled layer) each :math:`\partial y^c/\partial A^k` equals Grad-CAM's
-    :math:`\alpha^c_k`, and HiResCAM equals Grad-CAM exactly.
+    head, at the pooled layer) each $\partial y^c/\partial A^k$ equals Grad-CAM's
+    $\alpha^c_k$, and HiResCAM equals Grad-CAM exactly.
     """
 
     name = "hirescam"

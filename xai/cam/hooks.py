@@ -91,7 +91,7 @@ class Capture:
 
 @contextmanager
 def capture(module: nn.Module, name: str, *, grad: bool) -> Iterator[Capture]:
-    """Capture ``module``'s output during the body (see :class:`Capture`)."""
+    """Capture ``module``'s output during the body (see ``Capture``)."""
     cap = Capture(name, grad=grad)
     with forward_hooks([(module, cap.hook)]):
         yield cap

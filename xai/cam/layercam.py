@@ -16,8 +16,10 @@ __all__ = ["LayerCAM"]
 class LayerCAM(GradientCAM):
     r"""LayerCAM: each position's weight is the positive part of its own gradient.
 
-    .. math:: w^{kc}_{ij} = \mathrm{ReLU}\Big(\frac{\partial y^c}{\partial A^k_{ij}}\Big),
-        \qquad L^c_{\mathrm{LayerCAM}} = \mathrm{ReLU}\Big(\sum_k w^{kc} \odot A^k\Big)
+    $$
+    w^{kc}_{ij} = \mathrm{ReLU}\Big(\frac{\partial y^c}{\partial A^k_{ij}}\Big),
+    \qquad L^c_{\mathrm{LayerCAM}} = \mathrm{ReLU}\Big(\sum_k w^{kc} \odot A^k\Big)
+    $$
 
     Being element-wise, it gives fine maps at shallow layers too (the paper's point).
     """

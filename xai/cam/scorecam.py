@@ -21,23 +21,24 @@ __all__ = ["ScoreCAM"]
 class ScoreCAM(BaseCAM):
     r"""Score-CAM: each channel is weighted by how much its mask alone raises the score.
 
-    Each map :math:`A^k` is upsampled to the input size and min-max normalised to
-    :math:`H^k \in [0, 1]`; the input masked by it, :math:`X \circ H^k`, is scored:
+    Each map $A^k$ is upsampled to the input size and min-max normalised to
+    $H^k \in [0, 1]$; the input masked by it, $X \circ H^k$, is scored:
 
-    .. math::
-        \alpha^c_k = f^c(X \circ H^k) - f^c(X_b),
-        \qquad L^c_{\mathrm{Score\text{-}CAM}} = \mathrm{ReLU}\Big(\sum_k \alpha^c_k A^k\Big)
+    $$
+    \alpha^c_k = f^c(X \circ H^k) - f^c(X_b),
+    \qquad L^c_{\mathrm{Score\text{-}CAM}} = \mathrm{ReLU}\Big(\sum_k \alpha^c_k A^k\Big)
+    $$
 
-    the paper's "increase of confidence", with :math:`f^c` the softmax probability of
-    class c and the baseline :math:`X_b` a constant image (zeros by default).
+    the paper's "increase of confidence", with $f^c$ the softmax probability of
+    class c and the baseline $X_b$ a constant image (zeros by default).
 
     Args:
         batch_size: masked images per forward pass (memory vs. speed; the result does not
             depend on it).
         softmax: score with class probabilities (the paper) or raw logits (``False``).
             A callable target is used as it is.
-        baseline: the constant value of the baseline image :math:`X_b`, or ``None`` to
-            drop the :math:`f^c(X_b)` term, as the authors' released code does.
+        baseline: the constant value of the baseline image $X_b$, or ``None`` to
+            drop the $f^c(X_b)$ term, as the authors' released code does.
 
     Cost: ``N * C`` extra forward passes (C = the layer's channels), chunked.
     """

@@ -16,9 +16,11 @@ __all__ = ["XGradCAM"]
 class XGradCAM(GradientCAM):
     r"""XGrad-CAM: gradients averaged with the normalised activations as weights.
 
-    .. math:: \alpha^c_k = \sum_{i,j}\frac{A^k_{ij}}{\sum_{a,b}A^k_{ab}}
-        \frac{\partial y^c}{\partial A^k_{ij}},
-        \qquad L^c = \mathrm{ReLU}\Big(\sum_k \alpha^c_k A^k\Big)
+    $$
+    \alpha^c_k = \sum_{i,j}\frac{A^k_{ij}}{\sum_{a,b}A^k_{ab}}
+    \frac{\partial y^c}{\partial A^k_{ij}},
+    \qquad L^c = \mathrm{ReLU}\Big(\sum_k \alpha^c_k A^k\Big)
+    $$
 
     The weights are chosen to satisfy the paper's sensitivity and conservation axioms.
     A channel whose activations sum to zero (e.g. all zero after a ReLU) contributes

@@ -122,7 +122,7 @@ def load(name: str, root: str | Path | None = None, split: str = "train") -> Dat
     Args:
         name: the data set.
         root: the folder with its files (IDX, raw or ``.gz``; KMNIST's ``.npz``); by
-            default found with :func:`find_root`.
+            default found with ``find_root``.
         split: ``"train"`` or ``"test"``.
     """
     key = _name(name)

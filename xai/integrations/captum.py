@@ -1,8 +1,8 @@
 """captum's attribution methods behind xai's result types.
 
-Image inputs (N, C, H, W) give an :class:`~xai.Explanation` (signed ``attributions``,
+Image inputs (N, C, H, W) give an ``Explanation`` (signed ``attributions``,
 ``raw`` = their channel sum, or the layer map for Grad-CAM); one tabular instance (n,)
-gives a :class:`~xai.ShapleyResult`. captum is imported on first use only. Every call
+gives a ``ShapleyResult``. captum is imported on first use only. Every call
 runs the model in eval mode and restores each submodule's flag afterwards.
 
 Notes: captum's ``ShapleyValues`` enumerates all n! orders (use it for n <= 7 or so), and

@@ -4,14 +4,14 @@ shap is imported on first use only. Traps this wrapper closes or documents:
 
 * ``KernelExplainer`` regularises by default (``l1_reg="auto"``: with more than 10
   features and few samples it keeps only about 10 features, the rest get exactly 0).
-  :func:`shap_kernel` passes ``l1_reg=False`` unless asked otherwise.
+  ``shap_kernel`` passes ``l1_reg=False`` unless asked otherwise.
 * Maskers subsample the background to 100 rows (``maskers.Independent(data,
   max_samples=100)``), so a larger background silently plays a different game.
-  :func:`shap_exact` and :func:`shap_permutation` keep every row.
+  ``shap_exact`` and ``shap_permutation`` keep every row.
 * ``DeepExplainer`` only sees ``torch.nn`` modules: operations called as
   ``torch.nn.functional`` inside ``forward`` and modules reused within one forward pass
   get no DeepLIFT rule, and its values then break efficiency. Check
-  ``base_value + values.sum() == score``, or prefer :func:`shap_gradient`.
+  ``base_value + values.sum() == score``, or prefer ``shap_gradient``.
 * The exact explainer spends about 10 s compiling (numba) on its first call in a process.
 """
 
@@ -51,9 +51,9 @@ def to_explanation(
 ) -> shap_types.Explanation:
     """Convert an xai result to a ``shap.Explanation`` for ``shap.plots``.
 
-    A :class:`ShapleyResult` becomes a single-instance explanation (``waterfall``,
+    A ``ShapleyResult`` becomes a single-instance explanation (``waterfall``,
     ``bar``, ``force``); pass the instance's feature values as ``data`` to show them. An
-    image :class:`Explanation` becomes a batch of channel-last values with one output,
+    image ``Explanation`` becomes a batch of channel-last values with one output,
     (N, H, W, C, 1) (its signed ``attributions``, or its maps as one channel for CAMs),
     for ``shap.plots.image``; pass the (N, C, H, W) images as ``images``.
     """
@@ -146,7 +146,7 @@ def shap_exact(
     """shap's ``ExactExplainer`` on the interventional game of ``f`` at ``x``.
 
     Every background row is kept (no subsampling to 100), so with the same background
-    this is the game :class:`xai.shapley.ModelGame` plays and the values agree.
+    this is the game ``xai.shapley.ModelGame`` plays and the values agree.
     """
     shap = _shap()
     fn = _numpy_function(f)

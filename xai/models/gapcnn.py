@@ -34,8 +34,9 @@ class GAPCNN(nn.Module):
         kernel_size: odd convolution kernel size.
         batch_norm: add ``BatchNorm2d`` after each convolution.
         dropout: dropout probability before the head (0 disables it).
-        mean, std: if given, a :class:`~xai.models.Normalize` layer first, so the model
-            takes images scaled to [0, 1].
+        mean: per-channel means; with ``std``, a ``Normalize`` layer
+            first, so the model takes images scaled to [0, 1].
+        std: per-channel standard deviations (with ``mean``).
         pool_blocks: how many blocks, from the first, end with 2 x 2 max pooling (default:
             all but the last). Fewer pools give finer maps for more computation.
 

@@ -25,7 +25,9 @@ class MLP(nn.Module):
         num_classes: outputs of the head.
         hidden: widths of the hidden layers (may be empty: logistic regression).
         dropout: dropout probability after each hidden layer (0 disables it).
-        mean, std: if given, a :class:`~xai.models.Normalize` layer first.
+        mean: per-channel means; with ``std``, a ``Normalize`` layer
+            first.
+        std: per-channel standard deviations (with ``mean``).
     """
 
     #: Set on the embedded pretrained models (``xai.models.pretrained``); else ``None``.

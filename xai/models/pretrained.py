@@ -20,7 +20,7 @@ _FILES = {"fashion-mnist": "fashion-mnist-gapcnn"}
 
 
 def available() -> tuple[str, ...]:
-    """Names accepted by :func:`pretrained`."""
+    """Names accepted by ``pretrained``."""
     return tuple(_FILES)
 
 

@@ -39,7 +39,7 @@ def as_game(
     feature_names: Sequence[str] | None = None,
     n_features: int | None = None,
 ) -> Game:
-    """Wrap a mapping, a table file or a value function as a :class:`Game`."""
+    """Wrap a mapping, a table file or a value function as a ``Game``."""
     if isinstance(game, Game):
         if feature_names is not None and tuple(feature_names) != game.feature_names:
             raise ValueError(
@@ -151,13 +151,15 @@ def exact_shapley(
 ) -> ShapleyResult:
     r"""Exact Shapley values of a game, every coalition evaluated once.
 
-    .. math:: \phi_i = \sum_{S \subseteq N \setminus \{i\}}
-        \frac{|S|!\,(n-|S|-1)!}{n!}\big(v(S \cup \{i\}) - v(S)\big)
+    $$
+    \phi_i = \sum_{S \subseteq N \setminus \{i\}}
+    \frac{|S|!\,(n-|S|-1)!}{n!}\big(v(S \cup \{i\}) - v(S)\big)
+    $$
 
     Args:
         game: a mapping from coalitions (tuples or frozensets of feature indices or
             names; ``()`` is the empty one) to values, a JSON/CSV table file, a value
-            function on (k, n) boolean masks, or a game from :mod:`xai.shapley`
+            function on (k, n) boolean masks, or a game from ``xai.shapley``
             (``TableGame``, ``ModelGame``, ``ImagePatchGame``).
         feature_names: the players' names (for mappings and functions).
         n_features: the number of players of a value function without names.
@@ -168,7 +170,7 @@ def exact_shapley(
         chunk_size: coalitions per call to the game (default: the game's preference).
 
     Returns:
-        A :class:`~xai.ShapleyResult`; ``base_value + values.sum(0) == full_value``.
+        A ``ShapleyResult``; ``base_value + values.sum(0) == full_value``.
 
     Example:
         >>> import xai

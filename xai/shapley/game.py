@@ -46,7 +46,7 @@ def _names(feature_names: Sequence[str] | None, n: int | None, what: str) -> tup
 class Game(ABC):
     """A cooperative game on ``n`` players with a value for every coalition.
 
-    Subclasses implement :meth:`value`; calling the game validates masks and output.
+    Subclasses implement ``value``; calling the game validates masks and output.
     """
 
     def __init__(self, feature_names: Sequence[str]) -> None:

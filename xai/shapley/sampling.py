@@ -8,7 +8,7 @@
   least-squares solution; standard errors by bootstrapping the pairs.
 
 Both are unbiased (permutation) or consistent (KernelSHAP) estimators of the exact
-values of :func:`xai.exact_shapley`, which the tests use as ground truth.
+values of ``xai.exact_shapley``, which the tests use as ground truth.
 """
 
 from __future__ import annotations
@@ -48,14 +48,14 @@ def permutation_shapley(
 ) -> ShapleyResult:
     r"""Shapley values estimated from random orders of the players.
 
-    :math:`\hat\phi_i = \frac1M\sum_{m} \big(v(P^m_i \cup \{i\}) - v(P^m_i)\big)` with
-    :math:`P^m_i` the players before i in the m-th random order. With ``antithetic`` each
+    $\hat\phi_i = \frac1M\sum_{m} \big(v(P^m_i \cup \{i\}) - v(P^m_i)\big)$ with
+    $P^m_i$ the players before i in the m-th random order. With ``antithetic`` each
     sample averages an order and its reverse, so ``n_permutations`` samples cost
     ``2 * n_permutations`` orders. Each order costs n - 1 evaluations (the empty and the
     full coalition are evaluated once for all).
 
     Returns:
-        A :class:`~xai.ShapleyResult` with ``stderr`` = sample standard deviation /
+        A ``ShapleyResult`` with ``stderr`` = sample standard deviation /
         sqrt(samples). Efficiency holds exactly for every sample.
     """
     g = as_game(game, feature_names, n_features)
@@ -128,15 +128,17 @@ def kernel_shap(
     r"""KernelSHAP: Shapley values as an efficiency-constrained least-squares fit.
 
     Coalitions z (0 < |z| < n) are drawn with probability proportional to the Shapley
-    kernel, :math:`p(|z| = s) \propto \frac{n-1}{s(n-s)}`, uniformly within a size; with
+    kernel, $p(|z| = s) \propto \frac{n-1}{s(n-s)}$, uniformly within a size; with
     ``paired`` each comes with its complement. The estimate solves
 
-    .. math:: \min_\phi \frac1m\sum_j \big(v(z_j) - v(\varnothing) - z_j^\top\phi\big)^2
-        \quad\text{s.t.}\quad \mathbf 1^\top\phi = v(N) - v(\varnothing)
+    $$
+    \min_\phi \frac1m\sum_j \big(v(z_j) - v(\varnothing) - z_j^\top\phi\big)^2
+    \quad\text{s.t.}\quad \mathbf 1^\top\phi = v(N) - v(\varnothing)
+    $$
 
-    in closed form, :math:`\phi = A^{-1}\big(b - \mathbf 1\,\frac{\mathbf 1^\top A^{-1} b -
-    v(N) + v(\varnothing)}{\mathbf 1^\top A^{-1}\mathbf 1}\big)` with
-    :math:`A = \frac1m\sum z z^\top`, :math:`b = \frac1m\sum z (v(z) - v(\varnothing))`.
+    in closed form, $\phi = A^{-1}\big(b - \mathbf 1\,\frac{\mathbf 1^\top A^{-1} b -
+    v(N) + v(\varnothing)}{\mathbf 1^\top A^{-1}\mathbf 1}\big)$ with
+    $A = \frac1m\sum z z^\top$, $b = \frac1m\sum z (v(z) - v(\varnothing))$.
     Efficiency holds exactly. ``stderr`` is the bootstrap standard deviation over
     ``n_bootstrap`` resamples of the (paired) draws.
     """

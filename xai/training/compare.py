@@ -74,9 +74,9 @@ def compare(
     same options, and evaluate it on ``splits.test``.
 
     Args:
-        splits: an :class:`xai.data.Splits` (train, val and test data sets).
-        models: name -> untrained model; by default :func:`default_models`.
-        **training: options of :func:`xai.training.fit` (epochs, patience, lr, ...),
+        splits: an ``xai.data.Splits`` (train, val and test data sets).
+        models: name -> untrained model; by default ``default_models``.
+        **training: options of ``xai.training.fit`` (epochs, patience, lr, ...),
             the same for every model.
     """
     chosen = (

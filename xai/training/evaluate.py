@@ -80,7 +80,7 @@ def evaluate(
     class_names: Sequence[str] | None = None,
     batch_size: int = 1000,
 ) -> Evaluation:
-    """Evaluate ``model`` on a :class:`xai.data.Dataset` or an ``(x, y)`` pair of tensors."""
+    """Evaluate ``model`` on a ``xai.data.Dataset`` or an ``(x, y)`` pair of tensors."""
     if hasattr(data, "tensors"):
         class_names = class_names or data.class_names
         x, y = data.tensors()

@@ -32,7 +32,7 @@ class EpochRecord:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What :func:`fit` did. The model holds the weights of ``best_epoch``."""
+    """What ``fit`` did. The model holds the weights of ``best_epoch``."""
 
     history: list[EpochRecord] = field(repr=False)
     best_epoch: int
@@ -106,9 +106,12 @@ def fit(
 
     Args:
         model: the network; trained in place, left in eval mode.
-        train, val: :class:`xai.data.Dataset` s or ``(images, labels)`` tensor pairs.
+        train: a ``xai.data.Dataset`` or an ``(images, labels)`` tensor pair.
+        val: the same, for validation (early stopping and the restored epoch).
         epochs: the most epochs to run.
-        batch_size, lr, weight_decay: of the Adam optimiser.
+        batch_size: images per optimiser step.
+        lr: Adam's learning rate.
+        weight_decay: Adam's weight decay.
         patience: epochs without improvement before stopping (0: never stop early).
         schedule: ``"constant"`` learning rate, or ``"onecycle"`` (warm-up to ``lr``, then
             cosine decay over ``epochs``).

@@ -2,10 +2,10 @@
 
 Submodules (import them by name; ``import xai.viz`` loads neither matplotlib nor OpenCV):
 
-- :mod:`xai.viz.overlay`: ``colormaps``, ``colorize``, ``to_rgb``, ``overlay``: maps as
+- ``xai.viz.overlay``: ``colormaps``, ``colorize``, ``to_rgb``, ``overlay``: maps as
   RGB ``uint8`` heat maps blended over their images.
-- :mod:`xai.viz.grids`: ``method_grid`` (one image, several methods), ``class_grid`` (one
+- ``xai.viz.grids``: ``method_grid`` (one image, several methods), ``class_grid`` (one
   example per class with its maps) and ``save_figure``.
-- :mod:`xai.viz.shapley`: ``waterfall`` and ``bar`` charts of a ``ShapleyResult``.
-- :mod:`xai.viz.training`: training curves and confusion matrices.
+- ``xai.viz.shapley``: ``waterfall`` and ``bar`` charts of a ``ShapleyResult``.
+- ``xai.viz.training``: training curves and confusion matrices.
 """

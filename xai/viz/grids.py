@@ -1,6 +1,6 @@
 """Grids of explanations: one image under several methods, and one example of every class.
 
-The panels are :func:`xai.viz.overlay.overlay` arrays drawn pixel for pixel, so they
+The panels are ``xai.viz.overlay.overlay`` arrays drawn pixel for pixel, so they
 match the PNGs the command line writes, and the colour bar is built from the same OpenCV
 colour map. matplotlib is imported on first use, with the Agg backend unless a display
 backend was chosen already.
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["class_grid", "method_grid", "save_figure"]
 
 MAX_COLUMNS = 6
-"""At most this many panels in a row of :func:`method_grid`."""
+"""At most this many panels in a row of ``method_grid``."""
 
 _MISTAKE_COLOR = "#c0001a"
 _SCALE_LABEL = "map value (0 = least, 1 = most important)"
@@ -144,23 +144,23 @@ def method_grid(
 ) -> Figure:
     """One image explained by several methods, side by side.
 
-    The first panel is the input, then one :func:`~xai.viz.overlay.overlay` panel per
+    The first panel is the input, then one ``overlay`` panel per
     method, titled with its name (and its subtitle, e.g. the target class and score),
     in rows of at most six panels, with one colour bar for the map scale.
 
     Args:
-        image: the explained image, in any layout :func:`~xai.viz.overlay.to_rgb`
+        image: the explained image, in any layout ``to_rgb``
             accepts (e.g. a ``(C, H, W)`` tensor in [0, 1]).
         maps: method name to ``(H, W)`` map in [0, 1], e.g.
             ``{m: xai.explain(model, x, method=m).maps[0] for m in methods}``; maps of
             another size are resized to the image's.
         title: the figure's title.
         alpha: heat-map weight of the overlays, in [0, 1].
-        colormap: an OpenCV colour-map name (:func:`~xai.viz.overlay.colormaps`).
+        colormap: an OpenCV colour-map name (``colormaps``).
         subtitles: method name to a second title line.
 
     Returns:
-        The figure (close it, or write it with :func:`save_figure`).
+        The figure (close it, or write it with ``save_figure``).
     """
     if not isinstance(maps, Mapping) or not maps:
         raise ValueError("maps must be a non-empty mapping from method name to (H, W) map")
@@ -227,21 +227,21 @@ def class_grid(
 
     For each class, in class order, the first image of that class in ``images`` is
     shown, then its map under each method, explaining the class the model *predicts*
-    (computed with :func:`xai.explain` on the picked images). Each row is titled with the
+    (computed with ``xai.explain`` on the picked images). Each row is titled with the
     true and the predicted class; misclassified rows are titled in red. Classes with no
     example are skipped, and named in the figure's title.
 
     Args:
         model: a classifier taking ``images``, left as it was (put it in eval mode).
         images: ``(N, C, H, W)`` tensor scaled as the model expects, e.g. [0, 1] for
-            :func:`xai.models.pretrained` models (also how the images are shown).
+            ``xai.models.pretrained`` models (also how the images are shown).
         labels: ``(N,)`` true class indices.
         class_names: one name per class; default ``model.class_names`` if present, else
             ``"class i"``.
         methods: registry names of the methods, one column each.
         layer: the explained layer (``None``: each method's default).
         alpha: heat-map weight of the overlays, in [0, 1].
-        colormap: an OpenCV colour-map name (:func:`~xai.viz.overlay.colormaps`).
+        colormap: an OpenCV colour-map name (``colormaps``).
 
     Returns:
         The figure: one row per class present, ``1 + len(methods)`` columns.

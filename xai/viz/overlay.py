@@ -44,7 +44,7 @@ def colormaps() -> tuple[str, ...]:
 
 
 def resolve_colormap(colormap: str) -> str:
-    """The name in :func:`colormaps` that ``colormap`` means (case-insensitive,
+    """The name in ``colormaps`` that ``colormap`` means (case-insensitive,
     ``COLORMAP_`` prefix optional).
 
     Raises:
@@ -107,7 +107,7 @@ def colorize(saliency: np.ndarray, colormap: str = "jet") -> np.ndarray:
         saliency: ``(H, W)`` map with values in [0, 1] (numpy array or torch tensor);
             values outside are clipped. It is quantised to 256 levels,
             ``round(255 * value)``, as ``cv2.applyColorMap`` needs.
-        colormap: a name from :func:`colormaps`, e.g. ``"jet"``, ``"turbo"``,
+        colormap: a name from ``colormaps``, e.g. ``"jet"``, ``"turbo"``,
             ``"viridis"``.
 
     Returns:
@@ -210,10 +210,10 @@ def overlay(
     the way ``torch.nn.functional.interpolate(..., align_corners=False)`` aligns them).
 
     Args:
-        image: any layout :func:`to_rgb` accepts.
+        image: any layout ``to_rgb`` accepts.
         saliency: ``(H', W')`` map in [0, 1] (numpy array or torch tensor).
         alpha: weight of the heat map, in [0, 1]: 0 gives the image, 1 the heat map.
-        colormap: a name from :func:`colormaps`.
+        colormap: a name from ``colormaps``.
 
     Returns:
         ``(H, W, 3)`` ``uint8`` RGB at the image's size.

@@ -119,13 +119,13 @@ def waterfall(
     results). Dashed lines mark v(∅) and v(all).
 
     Args:
-        result: a :class:`~xai.ShapleyResult`.
+        result: a ``ShapleyResult``.
         output: the column of a vector game's ``(n, k)`` values.
         title: the axes' title (default: the method).
         digits: decimals in the labels.
 
     Returns:
-        The figure (close it, or write it with :func:`save_figure`).
+        The figure (close it, or write it with ``save_figure``).
     """
     _check_digits(digits)
     values, base, full, _ = _column(result, output)
@@ -201,13 +201,13 @@ def bar(
     with ``stderr`` (a sampling estimator) gets ±1 standard-error bars.
 
     Args:
-        result: a :class:`~xai.ShapleyResult`.
+        result: a ``ShapleyResult``.
         output: the column of a vector game's ``(n, k)`` values.
         title: the axes' title (default: the method).
         digits: decimals in the labels.
 
     Returns:
-        The figure (close it, or write it with :func:`save_figure`).
+        The figure (close it, or write it with ``save_figure``).
     """
     _check_digits(digits)
     values, _, _, stderr = _column(result, output)

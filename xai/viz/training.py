@@ -16,7 +16,7 @@ def plot_history(result: Any, title: str = "", axes: Any = None) -> Any:
     """Loss and accuracy per epoch, train against validation; the best epoch is marked.
 
     Args:
-        result: an :class:`xai.training.TrainResult`.
+        result: an ``xai.training.TrainResult``.
         axes: two matplotlib axes to draw on (default: a new figure).
 
     Returns:
@@ -49,7 +49,7 @@ def plot_confusion(evaluation: Any, title: str = "", ax: Any = None) -> Any:
     """A labelled confusion-matrix heatmap: counts in the cells, rows are true classes.
 
     Args:
-        evaluation: an :class:`xai.training.Evaluation`.
+        evaluation: an ``xai.training.Evaluation``.
         ax: a matplotlib axis to draw on (default: a new figure).
     """
     plt = pyplot()
@@ -83,7 +83,7 @@ def plot_confusion(evaluation: Any, title: str = "", ax: Any = None) -> Any:
 
 
 def plot_comparison(comparison: Any) -> Any:
-    """For each model of an :class:`xai.training.Comparison`: curves and confusion matrix."""
+    """For each model of an ``xai.training.Comparison``: curves and confusion matrix."""
     plt = pyplot()
     results: Mapping[str, Any] = comparison.results
     fig, axes = plt.subplots(
