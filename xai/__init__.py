@@ -40,6 +40,7 @@ _LAZY: dict[str, str] = {
     "data": "xai.data",
     "training": "xai.training",
     "shapley": "xai.shapley",
+    "metrics": "xai.metrics",
     "exact_shapley": "xai.shapley.exact:exact_shapley",
     "ShapleyResult": "xai.explanation:ShapleyResult",
 }
@@ -64,13 +65,14 @@ __all__ = [
     "explain",
     "explainer",
     "methods",
+    "metrics",
     "models",
     "shapley",
     "training",
 ]
 
 if TYPE_CHECKING:
-    from xai import data, models, shapley, training
+    from xai import data, metrics, models, shapley, training
     from xai.api import explain, explainer
     from xai.cam.ablationcam import AblationCAM
     from xai.cam.cam import CAM

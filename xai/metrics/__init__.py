@@ -1,0 +1,45 @@
+"""Evaluating explanations: faithfulness (does the model's score follow the map?) and
+localisation (does the map fall on the object?).
+
+Faithfulness runs the model on perturbed copies of the images:
+
+* ``deletion`` and ``insertion`` (Petsiuk et al. 2018, RISE): remove, or put
+  back, pixels in order of saliency; area under the target's probability curve.
+* ``average_drop`` (Chattopadhay et al. 2018, Grad-CAM++): probability lost, and how
+  often gained, when the image is multiplied by its map.
+
+Localisation compares the map with ground-truth masks or boxes, without the model:
+
+* ``pointing_game`` (Zhang et al. 2016): is the map's maximum on the object?
+* ``energy_pointing_game`` (Wang et al. 2020, Score-CAM): the share of the map's
+  energy on the object.
+
+Every function takes the saliency as an ``Explanation`` (its ``maps``) or as
+``(N, H, W)`` maps, and returns a small frozen record of numpy arrays. The model is left
+as it was: evaluated under ``torch.no_grad()`` in eval mode, each submodule's flag
+restored after. See ``docs/metrics.md`` for how to read the numbers and their traps.
+"""
+
+from __future__ import annotations
+
+from xai.metrics.confidence import ConfidenceChange, average_drop
+from xai.metrics.faithfulness import Curve, deletion, insertion, perturbation_curve
+from xai.metrics.localisation import (
+    EnergyResult,
+    PointingResult,
+    energy_pointing_game,
+    pointing_game,
+)
+
+__all__ = [
+    "ConfidenceChange",
+    "Curve",
+    "EnergyResult",
+    "PointingResult",
+    "average_drop",
+    "deletion",
+    "energy_pointing_game",
+    "insertion",
+    "perturbation_curve",
+    "pointing_game",
+]
