@@ -217,6 +217,25 @@ def test_shap_partition_is_efficient(linear_images):
         assert float(e.attributions[i].sum()) == pytest.approx(float(gap), abs=1e-4)
 
 
+def test_captum_perturbations_per_eval_changes_speed_not_values(net8):
+    net, x, background = net8
+    groups = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    one = captum_wrap.shapley_values(net, x, background[0], feature_mask=groups)
+    many = captum_wrap.shapley_values(
+        net, x, background[0], feature_mask=groups, perturbations_per_eval=7
+    )
+    np.testing.assert_allclose(many.values, one.values, rtol=0, atol=1e-6)
+    calls = []
+    handle = net.register_forward_pre_hook(lambda module, args: calls.append(len(args[0])))
+    try:
+        captum_wrap.feature_ablation(
+            net, x, background[0], feature_mask=groups, perturbations_per_eval=4
+        )
+    finally:
+        handle.remove()
+    assert max(calls) == 4  # the four ablated copies go through the model at once
+
+
 def test_captum_image_wrappers(linear_images):
     model, x, _ = linear_images
     ig = captum_wrap.integrated_gradients(model, x, target=[1, 0], baselines=0.0)

@@ -4,6 +4,7 @@ an atomic rename. An interrupted or failed write leaves no half-written file beh
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,20 +17,33 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], Any]) -> P
     """Call ``write(temporary_path)``, then rename the temporary file onto ``path``.
 
     The temporary file keeps ``path``'s suffix, so writers that choose a format by the
-    file name (matplotlib's ``savefig``, OpenCV's ``imwrite``, ``numpy.save``) work.
+    file name (matplotlib's ``savefig``, OpenCV's ``imwrite``, ``numpy.save``) work. The
+    file gets the permissions a plain ``open(path, "w")`` would give it (those of the file
+    it replaces, else 0o666 less the umask), not the temporary file's private 0o600.
     """
     path = Path(path)
+    mode = _mode_for(path)
     handle, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}"
     )
     os.close(handle)
     try:
         write(temporary)
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _mode_for(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0o022)  # reading the umask means setting it; restored at once
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

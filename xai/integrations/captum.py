@@ -223,9 +223,15 @@ def shapley_values(
     *,
     target: Any = None,
     feature_mask: Any = None,
+    perturbations_per_eval: int = 1,
     feature_names: Sequence[str] | None = None,
 ) -> Any:
-    """captum's ``ShapleyValues``: exact, by all n! orders of the (masked) features."""
+    """captum's ``ShapleyValues``: exact, by all n! orders of the (masked) features.
+
+    ``perturbations_per_eval`` (captum's option, default 1) sets how many perturbed
+    copies go through the model in one call: larger is faster for a batched model and
+    gives the same values. The same option is on every perturbation wrapper here.
+    """
     return _perturbation(
         "captum-shapley-values",
         "ShapleyValues",
@@ -235,6 +241,7 @@ def shapley_values(
         target,
         feature_mask,
         feature_names,
+        perturbations_per_eval=perturbations_per_eval,
     )
 
 
@@ -246,6 +253,7 @@ def shapley_value_sampling(
     target: Any = None,
     feature_mask: Any = None,
     n_samples: int = 25,
+    perturbations_per_eval: int = 1,
     feature_names: Sequence[str] | None = None,
 ) -> Any:
     """captum's ``ShapleyValueSampling`` (``n_samples`` random orders)."""
@@ -258,6 +266,7 @@ def shapley_value_sampling(
         target,
         feature_mask,
         feature_names,
+        perturbations_per_eval=perturbations_per_eval,
         n_samples=n_samples,
     )
 
@@ -270,6 +279,7 @@ def kernel_shap(
     target: Any = None,
     feature_mask: Any = None,
     n_samples: int = 200,
+    perturbations_per_eval: int = 1,
     feature_names: Sequence[str] | None = None,
 ) -> Any:
     """captum's ``KernelShap`` (``n_samples`` coalitions)."""
@@ -282,6 +292,7 @@ def kernel_shap(
         target,
         feature_mask,
         feature_names,
+        perturbations_per_eval=perturbations_per_eval,
         n_samples=n_samples,
     )
 
@@ -293,6 +304,7 @@ def feature_ablation(
     *,
     target: Any = None,
     feature_mask: Any = None,
+    perturbations_per_eval: int = 1,
     feature_names: Sequence[str] | None = None,
 ) -> Any:
     """captum's ``FeatureAblation``: the score drop when each feature (group) takes the
@@ -306,4 +318,5 @@ def feature_ablation(
         target,
         feature_mask,
         feature_names,
+        perturbations_per_eval=perturbations_per_eval,
     )
