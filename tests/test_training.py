@@ -129,7 +129,9 @@ def test_compare_cnn_and_dnn_and_plot_them(tmp_path):
     assert (tmp_path / "compare.png").stat().st_size > 20_000
     titles = [ax.get_title() for ax in fig.axes]
     assert "GAPCNN loss" in titles
-    assert any(t.startswith("MLP (accuracy") for t in titles)
+    assert any(t.startswith("MLP (test accuracy") for t in titles)
+    for column in (0, 1):  # loss panels share a y-range, and so do accuracy panels
+        assert fig.axes[column].get_ylim() == fig.axes[3 + column].get_ylim()
     one = plot_confusion(c.evaluations["MLP"])
     ax = one.axes[0]
     assert ax.get_xlabel() == "predicted class"

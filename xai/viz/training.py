@@ -45,12 +45,14 @@ def plot_history(result: Any, title: str = "", axes: Any = None) -> Any:
     return fig
 
 
-def plot_confusion(evaluation: Any, title: str = "", ax: Any = None) -> Any:
+def plot_confusion(evaluation: Any, title: str = "", ax: Any = None, data: str = "accuracy") -> Any:
     """A labelled confusion-matrix heatmap: counts in the cells, rows are true classes.
 
     Args:
         evaluation: an ``xai.training.Evaluation``.
+        title: the panel's title, before the accuracy.
         ax: a matplotlib axis to draw on (default: a new figure).
+        data: how the accuracy is labelled, e.g. ``"test accuracy"``.
     """
     plt = pyplot()
     if ax is None:
@@ -64,7 +66,7 @@ def plot_confusion(evaluation: Any, title: str = "", ax: Any = None) -> Any:
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    ax.set_title(f"{title} (accuracy {evaluation.accuracy:.3f})".strip())
+    ax.set_title(f"{title} ({data} {evaluation.accuracy:.3f})".strip())
     threshold = matrix.max() / 2 if matrix.size else 0
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
@@ -74,7 +76,7 @@ def plot_confusion(evaluation: Any, title: str = "", ax: Any = None) -> Any:
                 str(matrix[i, j]),
                 ha="center",
                 va="center",
-                fontsize=7,
+                fontsize=8 if len(names) <= 10 else 6,
                 color="white" if matrix[i, j] > threshold else "black",
             )
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="images")
@@ -82,8 +84,17 @@ def plot_confusion(evaluation: Any, title: str = "", ax: Any = None) -> Any:
     return fig
 
 
-def plot_comparison(comparison: Any) -> Any:
-    """For each model of an ``xai.training.Comparison``: curves and confusion matrix."""
+def plot_comparison(comparison: Any, title: str = "") -> Any:
+    """For each model of an ``xai.training.Comparison``: its training curves and its
+    confusion matrix on the test set, one row per model.
+
+    The loss panels share one y-range, and so do the accuracy panels, so that the models
+    compare at a glance.
+
+    Args:
+        comparison: the result of ``xai.training.compare``.
+        title: an optional title over the whole figure.
+    """
     plt = pyplot()
     results: Mapping[str, Any] = comparison.results
     fig, axes = plt.subplots(
@@ -95,6 +106,13 @@ def plot_comparison(comparison: Any) -> Any:
     axes = np.atleast_2d(axes)
     for row, name in enumerate(results):
         plot_history(results[name], name, axes=axes[row, :2])
-        plot_confusion(comparison.evaluations[name], name, ax=axes[row, 2])
+        plot_confusion(comparison.evaluations[name], name, ax=axes[row, 2], data="test accuracy")
+    for column in (0, 1):
+        low = min(ax.get_ylim()[0] for ax in axes[:, column])
+        high = max(ax.get_ylim()[1] for ax in axes[:, column])
+        for ax in axes[:, column]:
+            ax.set_ylim(low, high)
+    if title:
+        fig.suptitle(title, fontsize=13)
     fig.tight_layout()
     return fig
