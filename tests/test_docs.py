@@ -30,7 +30,9 @@ def _readme_command(comment: str) -> str:
 
 
 def test_ci_runs_exactly_the_readme_test_command():
-    command = _readme_command("install with the test tools, and run the tests")
+    command = _readme_command(
+        "install with the test and docs tools, and run the tests (they build the docs site too)"
+    )
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert command in ci
     assert "python3 -m venv .venv" in ci  # a fresh environment, as the README says
@@ -94,19 +96,82 @@ def test_mypy_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_cli_page_runs_as_written(tmp_path):
-    # Every command in docs/cli.md's bash blocks, in order, in one fresh folder; the
-    # shell finds `xai` beside this interpreter, as an activated environment would.
+def _examples_run_fast_by_tests() -> set[str]:
+    """The example scripts whose ``--fast`` mode some test runs."""
+    found = set()
+    for test in (ROOT / "tests").glob("test_*.py"):
+        text = test.read_text()
+        if "--fast" in text:
+            found |= set(re.findall(r"\b(\w+\.py)\b", text))
+    return {name for name in found if (ROOT / "examples" / name).is_file()}
+
+
+def _setup_lines() -> set[str]:
+    # Lines the CI itself runs on a fresh clone (.ci/run), and the README's install.
+    return {line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()} | {
+        "pip install -c constraints.txt -e ."
+    }
+
+
+BASH_PAGES = [p for p in DOCS if p.name != "README.md" and _blocks(p, "bash")]
+
+
+@pytest.mark.parametrize("path", BASH_PAGES, ids=lambda p: p.name)
+def test_bash_blocks_in_the_docs_run_as_written(path, tmp_path):
+    # Every command of a page's bash blocks, in order, in one fresh folder; the shell
+    # finds `xai` beside this interpreter, as an activated environment would. The set-up
+    # lines (.ci/run's own) are run by CI itself; `python examples/NAME.py` lines name an
+    # example whose --fast mode a test runs.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    for block in _blocks(ROOT / "docs" / "cli.md", "bash"):
+    setup, fast = _setup_lines(), _examples_run_fast_by_tests()
+    for block in _blocks(path, "bash"):
         for line in block.strip().splitlines():
+            if line in setup:
+                continue
+            if line.startswith("python examples/"):
+                assert line.split()[1].removeprefix("examples/") in fast, line
+                continue
             result = subprocess.run(
                 line, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True
             )
             assert result.returncode == 0, f"{line}\n{result.stderr}"
-    assert (tmp_path / "maps" / "7-sneaker" / "manifest.json").is_file()
-    assert (tmp_path / "housing.png").is_file()
-    assert len(list((tmp_path / "maps-all").glob("*/comparison.png"))) == 10
+    if path.name == "cli.md":
+        assert (tmp_path / "maps" / "7-sneaker" / "manifest.json").is_file()
+        assert (tmp_path / "housing.png").is_file()
+        assert len(list((tmp_path / "maps-all").glob("*/comparison.png"))) == 10
+
+
+def test_every_example_is_run_by_a_test_and_draws_a_docs_figure():
+    pages = "\n".join(p.read_text() for p in DOCS)
+    for example in sorted((ROOT / "examples").glob("*.py")):
+        assert example.name in _examples_run_fast_by_tests(), f"no test runs {example.name}"
+        default = re.search(r'default=Path\("(docs/images/[\w-]+\.png)"\)', example.read_text())
+        assert default, f"{example.name}: its --out should default to a docs figure"
+        figure = default.group(1)
+        assert (ROOT / figure).is_file(), f"{figure} is missing: run {example.name}"
+        assert figure.removeprefix("docs/") in pages, f"no page shows {figure}"
+
+
+def test_the_docs_site_builds_strictly(tmp_path):
+    """mkdocs build --strict: every page in the nav, every link and API name resolves."""
+    pytest.importorskip("mkdocs")
+    result = subprocess.run(
+        [_tool("mkdocs"), "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "site" / "api" / "index.html").is_file()
+    page = (tmp_path / "site" / "concepts" / "index.html").read_text()
+    assert 'class="arithmatex"' in page  # the equations reach MathJax
+
+
+def test_every_docs_page_is_in_the_site():
+    nav = (ROOT / "mkdocs.yml").read_text()
+    for page in (ROOT / "docs").glob("*.md"):
+        assert f" {page.name}" in nav, f"{page.name} is not in mkdocs.yml's nav"
 
 
 def test_the_per_class_example_runs_fast(tmp_path):
@@ -122,3 +187,20 @@ def test_the_per_class_example_runs_fast(tmp_path):
     picture = cv2.imread(str(out))
     assert picture is not None
     assert picture.shape[0] > picture.shape[1] > 500  # ten rows of three panels
+
+
+def test_the_readme_figure_example_runs_fast(tmp_path):
+    out = tmp_path / "methods.png"
+    printed = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "readme_figure.py"), "--fast", "--out", str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
+    assert printed.strip() == f"wrote {out}"
+    import cv2
+
+    picture = cv2.imread(str(out))
+    assert picture is not None
+    assert picture.shape[0] > picture.shape[1] > 800  # ten rows of nine panels
