@@ -14,6 +14,11 @@ Localisation compares the map with ground-truth masks or boxes, without the mode
 * ``energy_pointing_game`` (Wang et al. 2020, Score-CAM): the share of the map's
   energy on the object.
 
+Sanity, on the model itself:
+
+* ``cascading_randomization`` (Adebayo et al. 2018): re-initialise the layers from the
+  output down and measure, by ``spearman`` rank correlation, how much the maps change.
+
 Every function takes the saliency as an ``Explanation`` (its ``maps``) or as
 ``(N, H, W)`` maps, and returns a small frozen record of numpy arrays. The model is left
 as it was: evaluated under ``torch.no_grad()`` in eval mode, each submodule's flag
@@ -30,16 +35,20 @@ from xai.metrics.localisation import (
     energy_pointing_game,
     pointing_game,
 )
+from xai.metrics.sanity import SanityResult, cascading_randomization, spearman
 
 __all__ = [
     "ConfidenceChange",
     "Curve",
     "EnergyResult",
     "PointingResult",
+    "SanityResult",
     "average_drop",
+    "cascading_randomization",
     "deletion",
     "energy_pointing_game",
     "insertion",
     "perturbation_curve",
     "pointing_game",
+    "spearman",
 ]
