@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import xai
@@ -26,8 +27,8 @@ def _images(fast: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
         except FileNotFoundError:
             pass
         else:
-            images = torch.from_numpy(test.images[:200]).float()[:, None] / 255
-            return images, torch.from_numpy(test.labels[:200]).long(), "Fashion-MNIST test set"
+            images, labels = test.subset(np.arange(200)).tensors()
+            return images, labels, "Fashion-MNIST test set"
     images, labels = xai.models.sample_batch()
     return images, labels, "the shipped samples"
 

@@ -66,7 +66,7 @@ def load_images(fast: bool, count: int) -> tuple[torch.Tensor, str]:
         except FileNotFoundError:
             pass
         else:
-            images = torch.from_numpy(test.images[:count]).float()[:, None] / 255
+            images, _ = test.subset(np.arange(min(count, len(test)))).tensors()
             return images, f"the first {len(images)} Fashion-MNIST test images"
     images, _ = xai.models.sample_batch()
     return images, "the ten shipped samples"

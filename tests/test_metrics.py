@@ -389,11 +389,11 @@ def test_model_flags_statistics_and_grads_are_left_alone():
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"steps": 0}, ValueError, "steps must be at least 1"),
+        ({"steps": 0}, ValueError, "deletion: steps must be a positive int; got 0"),
         ({"steps": 17}, ValueError, "at most the number of pixels H\\*W = 16"),
-        ({"steps": 2.5}, TypeError, "steps must be an int"),
-        ({"steps": True}, TypeError, "steps must be an int"),
-        ({"batch_size": 0}, ValueError, "batch_size must be at least 1"),
+        ({"steps": 2.5}, TypeError, "steps must be a positive int; got float"),
+        ({"steps": True}, TypeError, "steps must be a positive int; got the bool"),
+        ({"batch_size": 0}, ValueError, "batch_size must be a positive int; got 0"),
         ({"target": 5}, ValueError, "out of range for a model with 5 classes"),
         ({"target": [1, 2]}, ValueError, "target has 2 entries but the inputs hold 3"),
         ({"target": lambda out: out[:, 0]}, TypeError, "callable target is not supported"),

@@ -7,7 +7,6 @@ Every metric takes its saliency the same way (an ``Explanation``, whose
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -19,7 +18,6 @@ __all__ = [
     "SaliencyLike",
     "as_ground_truth",
     "as_saliency",
-    "check_positive_int",
     "explanation_targets",
 ]
 
@@ -146,19 +144,6 @@ def _boxes_to_masks(boxes: torch.Tensor, n: int, height: int, width: int) -> tor
             )
         masks[i, y0:y1, x0:x1] = True
     return masks
-
-
-def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum``, or a TypeError/ValueError naming ``name``."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int; got the bool {value}.")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int; got {type(value).__name__} {value!r}.") from None
-    if number < minimum:
-        raise ValueError(f"{name} must be at least {minimum}; got {number}.")
-    return number
 
 
 def check_nonnegative_float(value: Any, name: str) -> float:

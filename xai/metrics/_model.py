@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from xai.cam._options import positive_int
 from xai.cam.state import evaluation_mode
 from xai.cam.targets import TargetLike, prepare_inputs, resolve_target
-from xai.metrics._inputs import check_positive_int
 
 __all__ = ["class_scores", "prepare", "resolve_classes"]
 
@@ -19,7 +19,7 @@ __all__ = ["class_scores", "prepare", "resolve_classes"]
 def prepare(model: Any, images: Any, batch_size: Any) -> tuple[torch.Tensor, int]:
     """The checked (N, C, H, W) images on the model's device and dtype, and the batch size."""
     x = prepare_inputs(model, images)
-    return x, check_positive_int(batch_size, "batch_size")
+    return x, positive_int(batch_size, "batch_size")
 
 
 def resolve_classes(

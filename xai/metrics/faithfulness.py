@@ -30,8 +30,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from xai.cam._options import positive_int
 from xai.cam.targets import TargetLike
-from xai.metrics._inputs import SaliencyLike, as_saliency, check_positive_int, explanation_targets
+from xai.metrics._inputs import SaliencyLike, as_saliency, explanation_targets
 from xai.metrics._model import class_scores, prepare, resolve_classes
 from xai.shapley.image_game import gaussian_blur
 
@@ -198,7 +199,7 @@ def perturbation_curve(
     x, batch_size = prepare(model, images, batch_size)
     n, _, height, width = x.shape
     pixels = height * width
-    steps = min(100, pixels) if steps is None else check_positive_int(steps, "steps")
+    steps = min(100, pixels) if steps is None else positive_int(steps, "steps", kind)
     if steps > pixels:
         raise ValueError(
             f"steps must be at most the number of pixels H*W = {pixels}, so that every step "
