@@ -107,7 +107,7 @@ def test_layercam_matches_equation(case):
     assert_maps(explain(model, x, "layercam"), relu(expected))
 
 
-def _score_cam_reference(model, x, A, classes, softmax=True, baseline=0.0):
+def _score_cam_reference(model, x, A, classes, softmax=True, baseline=0.0, channels=False):
     m = model.double()
     xd = x.double()
     h, w = x.shape[2:]
@@ -120,6 +120,7 @@ def _score_cam_reference(model, x, A, classes, softmax=True, baseline=0.0):
                 return float(torch.softmax(out, 0)[classes[n]] if softmax else out[classes[n]])
 
             base = f(torch.full_like(xd[n], baseline)) if baseline is not None else 0.0
+            alphas = []
             for k in range(A.shape[1]):
                 up = F.interpolate(
                     torch.from_numpy(A[n, k])[None, None],
@@ -129,17 +130,43 @@ def _score_cam_reference(model, x, A, classes, softmax=True, baseline=0.0):
                 )[0, 0]
                 span = up.max() - up.min()
                 mask = (up - up.min()) / span if span > 0 else torch.zeros_like(up)
-                alpha = f(xd[n] * mask) - base
+                alphas.append(f(xd[n] * mask) - base)
+            if channels:  # softmax over the channels: exp(a_k) / sum_j exp(a_j)
+                e = np.exp(np.array(alphas) - max(alphas))
+                alphas = list(e / e.sum())
+            for k, alpha in enumerate(alphas):
                 expected[n] += alpha * A[n, k]
     return relu(expected)
 
 
-@pytest.mark.parametrize(("softmax", "baseline"), [(True, 0.0), (False, None), (True, 0.5)])
-def test_scorecam_matches_equation(case, softmax, baseline):
+@pytest.mark.parametrize(
+    ("softmax", "baseline", "channels"),
+    [(True, 0.0, False), (False, None, False), (True, 0.5, False), (False, None, True)],
+)
+def test_scorecam_matches_equation(case, softmax, baseline, channels):
     model, x, A, _, _ = case
-    expected = _score_cam_reference(make_two_stage(), x, A, CLASSES, softmax, baseline)
-    result = explain(model, x, "scorecam", softmax=softmax, baseline=baseline, batch_size=5)
+    expected = _score_cam_reference(make_two_stage(), x, A, CLASSES, softmax, baseline, channels)
+    result = explain(
+        model,
+        x,
+        "scorecam",
+        softmax=softmax,
+        baseline=baseline,
+        channel_softmax=channels,
+        batch_size=5,
+    )
     assert_maps(result, expected, tol=2e-5)
+
+
+def test_scorecam_channel_softmax_ignores_the_baseline(case):
+    """A softmax over channels is shift-invariant: f^c(X_b) drops out of the weights."""
+    model, x, _, _, _ = case
+    maps = [
+        explain(model, x, "scorecam", softmax=False, baseline=b, channel_softmax=True).raw
+        for b in (None, 0.0, 0.7)
+    ]
+    torch.testing.assert_close(maps[0], maps[1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(maps[0], maps[2], rtol=1e-5, atol=1e-6)
 
 
 def test_ablationcam_matches_equation(case):

@@ -39,6 +39,10 @@ class ScoreCAM(BaseCAM):
             A callable target is used as it is.
         baseline: the constant value of the baseline image $X_b$, or ``None`` to
             drop the $f^c(X_b)$ term, as the authors' released code does.
+        channel_softmax: replace the weights by their softmax over the channels,
+            $\alpha^c_k \leftarrow e^{\alpha^c_k} / \sum_j e^{\alpha^c_j}$, as the
+            paper's Algorithm 1, torchcam and pytorch-grad-cam do (with ``softmax=False``,
+            on logits). The weights then sum to one and no longer depend on the baseline.
 
     Cost: ``N * C`` extra forward passes (C = the layer's channels), chunked.
     """
@@ -54,11 +58,13 @@ class ScoreCAM(BaseCAM):
         batch_size: int = 64,
         softmax: bool = True,
         baseline: float | None = 0.0,
+        channel_softmax: bool = False,
     ) -> None:
         super().__init__(model, layer, relu=relu)
         self.batch_size = positive_int(batch_size, "batch_size", "ScoreCAM")
         self.softmax = bool(softmax)
         self.baseline = None if baseline is None else float(baseline)
+        self.channel_softmax = bool(channel_softmax)
 
     def _signed_map(
         self, x: torch.Tensor, name: str, layer: nn.Module, target: TargetLike
@@ -87,5 +93,7 @@ class ScoreCAM(BaseCAM):
                 out = self.model(torch.full_like(x, self.baseline))
                 base = resolved.scores(out, samples, softmax=self.softmax).float().cpu()
                 weights -= base[:, None]
+            if self.channel_softmax:
+                weights = torch.softmax(weights.double(), dim=1).float()
         signed = torch.einsum("nk,nkhw->nhw", weights.to(A.device), A.float())
         return signed, resolved, scores
