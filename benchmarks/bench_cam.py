@@ -1,7 +1,8 @@
 """Speed of every CAM method, against a plain forward pass and against the peers.
 
-For two GAP-headed CNNs (a Fashion-MNIST-sized one and a larger RGB one) it times each of
-xai's methods, the same batch explained by captum and torchcam where they implement the
+For two GAP-headed CNNs (a Fashion-MNIST-sized one and a larger RGB one) and a ResNet-18
+(torchvision's layout, batch 8 at 224 x 224, the issue's own set-up) it times each of xai's
+methods, the same batch explained by captum and torchcam where they implement the
 method, and a plain ``model(x)`` under ``torch.no_grad()``, in turn within one loop (so
 that a busy machine slows all of them alike) and reports medians and ratios. It also
 reports how far each peer's raw map is from ours (max |difference| / max |ours|), on the
@@ -11,19 +12,26 @@ same inputs, layer and targets, so that a speed-up is never bought with a differ
 
 Peers are optional: ``pip install -e ".[bench]"`` adds torchcam; captum is a core
 dependency. pytorch-grad-cam needs torchvision, which does not import beside the CPU
-build of torch used here; see the README's benchmarks section.
+build of torch used here; bench_peers.py adds it, in the benchmark environment of
+benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import resnets
 
 import xai
 
@@ -34,6 +42,8 @@ class Case:
     model: nn.Module
     x: torch.Tensor
     layer: str
+    head: str = "head"  # the linear layer CAM weights by (torchcam's fc_layer)
+    skip: tuple[str, ...] = ()  # methods too slow to race here (bench_peers.py has them)
 
 
 def cases(quick: bool) -> list[Case]:
@@ -49,6 +59,14 @@ def cases(quick: bool) -> list[Case]:
             large,
             torch.rand(4, 3, 96, 96) if not quick else torch.rand(2, 3, 48, 48),
             "features.26",
+        ),
+        Case(
+            "ResNet-18 3x224x224, batch 8" if not quick else "ResNet-18 3x64x64, batch 2",
+            resnets.resnet18(),
+            torch.rand(8, 3, 224, 224) if not quick else torch.rand(2, 3, 64, 64),
+            "layer4",
+            head="fc",
+            skip=("scorecam",),  # 8 x 512 masked passes: see bench_peers.py
         ),
     ]
 
@@ -116,7 +134,7 @@ def peers(case: Case, targets: list[int]) -> dict[str, list[tuple[str, Callable]
             return run
 
         for method, cls, kw in [
-            ("cam", tc.CAM, {"fc_layer": "head"}),  # signed: compared with ReLU applied
+            ("cam", tc.CAM, {"fc_layer": case.head}),  # signed: compared with ReLU applied
             ("gradcam", tc.GradCAM, {}),
             ("gradcam++", tc.GradCAMpp, {}),
             ("xgradcam", tc.XGradCAM, {}),
@@ -169,6 +187,9 @@ def main() -> None:
         print("|---|---:|---:|---|---:|---:|---:|")
         available = peers(case, targets)
         for method in xai.methods():
+            if method in case.skip:
+                print(f"| {method} | see bench_peers.py | | | | | |")
+                continue
             layer = None if method == "guided-backprop" else case.layer
             explainer = xai.explainer(case.model, method, layer)
             result = explainer(case.x, targets)

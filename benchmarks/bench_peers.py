@@ -1,0 +1,341 @@
+"""Grad-CAM, Grad-CAM++ and Score-CAM side by side with torchcam, captum and pytorch-grad-cam.
+
+Same model, same inputs, same layer, same target classes for everyone: ResNet-18 and
+ResNet-50 (torchvision's layout, ``layer4``) at 224 x 224 with batch 1 and 16, and the
+shipped Fashion-MNIST GAPCNN at 28 x 28. Every implementation returns what a user shows,
+maps resized to the input and min-max normalised (torchcam's and captum's maps are
+finished with the same two torch calls xai uses, inside their timed call). Times are
+medians of rounds that run xai, every peer and a plain no-grad ``model(x)`` in turn, so a
+busy machine slows them alike. A peer's time counts only where its maps agree with ours:
+``max |theirs - ours|`` over the normalised maps at most ``TOLERANCE``
+(pytorch-grad-cam resizes with OpenCV and normalises before and after resizing; on the
+same raw map that gives the same maps to float rounding). Peak memory is measured in a
+fresh process per cell: the peak resident set above what the process held just before
+the call (after one warm-up call).
+
+    python benchmarks/bench_peers.py [--quick] [--rounds 5] [--no-memory] [--scorecam-all]
+        [--cases gapcnn-b1,resnet50-b16]
+
+pytorch-grad-cam needs torchvision, which does not import beside the CPU torch 2.13 the
+project pins; run this in the benchmark environment (benchmarks/README.md) to include it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import resnets
+
+import xai
+from xai.cam.maps import minmax, upsample
+
+TOLERANCE = 1e-3  # max |difference| between normalised maps in [0, 1]
+METHODS = ("gradcam", "gradcam++", "scorecam")
+PEERS = ("torchcam", "captum", "pytorch-grad-cam")
+SCORECAM_BATCH = 64  # masked images per forward pass, the same for everyone
+# Score-CAM with the definition the peers share: logits, no baseline, softmax over channels
+SCORECAM_OPTIONS = {"softmax": False, "baseline": None, "channel_softmax": True}
+
+
+@dataclass
+class Case:
+    name: str
+    model: torch.nn.Module
+    x: torch.Tensor
+    layer: str
+    targets: list[int]
+
+
+def case_names(quick: bool) -> list[str]:
+    if quick:
+        return ["gapcnn-b1", "gapcnn-b16", "resnet18-b1"]
+    return [
+        "gapcnn-b1",
+        "gapcnn-b16",
+        "resnet18-b1",
+        "resnet18-b16",
+        "resnet50-b1",
+        "resnet50-b16",
+    ]
+
+
+def build_case(name: str) -> Case:
+    arch, batch = name.split("-b")
+    n = int(batch)
+    if arch == "gapcnn":
+        model = xai.models.pretrained("fashion-mnist")
+        images, _ = xai.models.sample_batch()
+        x = images[torch.arange(n) % len(images)].contiguous()
+        layer = xai.GradCAM(model).layer_for(x)[0]
+        title = f"GAPCNN (shipped Fashion-MNIST model) 1x28x28, batch {n}, layer {layer}"
+    else:
+        model = getattr(resnets, arch)()
+        x = torch.rand(n, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+        layer = "layer4"
+        title = f"{'ResNet-18' if arch == 'resnet18' else 'ResNet-50'} 3x224x224, batch {n}"
+    with torch.no_grad():
+        targets = model(x).argmax(dim=1).tolist()  # everyone explains the top-1 class
+    return Case(title, model, x, layer, targets)
+
+
+def finish(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """What xai does with raw layer-resolution maps: bilinear resize, then min-max."""
+    return minmax(upsample(raw.detach().float(), size))
+
+
+# ------------------------------------------------------------------ implementations
+
+
+def xai_fn(case: Case, method: str) -> Callable[[], torch.Tensor]:
+    options = {"batch_size": SCORECAM_BATCH, **SCORECAM_OPTIONS} if method == "scorecam" else {}
+    explainer = xai.explainer(case.model, method, case.layer, **options)
+    return lambda: explainer(case.x, case.targets).maps
+
+
+def peer_fn(peer: str, case: Case, method: str) -> Callable[[], torch.Tensor] | None:
+    """The peer's call returning (N, H, W) normalised maps, or None if it lacks the method."""
+    size = (case.x.shape[2], case.x.shape[3])
+    module = dict(case.model.named_modules())[case.layer]
+    if peer == "torchcam":
+        import torchcam.methods as tc
+
+        cls = {"gradcam": tc.GradCAM, "gradcam++": tc.GradCAMpp, "scorecam": tc.ScoreCAM}[method]
+        kw = {"batch_size": SCORECAM_BATCH} if method == "scorecam" else {}
+
+        def torchcam_call() -> torch.Tensor:
+            shape = tuple(case.x.shape[1:])
+            with cls(case.model, target_layer=case.layer, input_shape=shape, **kw) as extractor:
+                scores = case.model(case.x)
+                maps = extractor(case.targets, scores, normalized=False)[0]
+            return finish(maps, size)
+
+        return torchcam_call
+    if peer == "captum":
+        if method != "gradcam":
+            return None
+        from captum.attr import LayerGradCam
+
+        def captum_call() -> torch.Tensor:
+            explainer = LayerGradCam(case.model, module)
+            maps = explainer.attribute(case.x, target=case.targets, relu_attributions=True)
+            return finish(maps[:, 0], size)
+
+        return captum_call
+    if peer == "pytorch-grad-cam":
+        import pytorch_grad_cam as pgc
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        cls = {
+            "gradcam": pgc.GradCAM,
+            "gradcam++": pgc.GradCAMPlusPlus,
+            "scorecam": pgc.ScoreCAM,
+        }[method]
+        targets = [ClassifierOutputTarget(t) for t in case.targets]
+
+        def pgc_call() -> torch.Tensor:
+            with cls(model=case.model, target_layers=[module]) as cam:
+                cam.batch_size = SCORECAM_BATCH
+                return torch.from_numpy(cam(input_tensor=case.x, targets=targets))
+
+        return pgc_call
+    raise ValueError(peer)
+
+
+def available_peers() -> list[str]:
+    found = []
+    for peer, module in zip(PEERS, ("torchcam", "captum", "pytorch_grad_cam"), strict=True):
+        try:
+            __import__(module)
+        except Exception:  # torchvision's import error, a missing package
+            continue
+        found.append(peer)
+    return found
+
+
+def reference(case: Case, method: str) -> torch.Tensor:
+    """Our maps, recomputed (not the timed call's output)."""
+    options = {"batch_size": SCORECAM_BATCH, **SCORECAM_OPTIONS} if method == "scorecam" else {}
+    raw = xai.explain(case.model, case.x, method, case.layer, case.targets, **options).raw
+    return finish(raw, (case.x.shape[2], case.x.shape[3]))
+
+
+# ------------------------------------------------------------------------- timing
+
+
+def race(fns: dict[str, Callable[[], object]], rounds: int, budget: float) -> dict[str, float]:
+    """Median seconds of each function, run round-robin after one warm-up call each."""
+    start = time.perf_counter()
+    for fn in fns.values():
+        fn()
+    one_round = time.perf_counter() - start
+    rounds = max(1, min(rounds, int(budget / max(one_round, 1e-9))))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def plain_forward(case: Case) -> Callable[[], object]:
+    def forward() -> object:
+        with torch.no_grad():
+            return case.model(case.x)
+
+    return forward
+
+
+# ------------------------------------------------------------------------- memory
+
+
+def _resident_mb(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def worker(case_name: str, method: str, impl: str) -> None:
+    """Print the peak resident memory of one call, in MB above the process before it."""
+    case = build_case(case_name)
+    if impl == "forward":
+        fn = plain_forward(case)
+    elif impl == "xai":
+        fn = xai_fn(case, method)
+    else:
+        fn = peer_fn(impl, case, method)
+    heavy = method == "scorecam" and not case_name.startswith("gapcnn")
+    if heavy:  # one masked chunk warms the same kernels; a second full run costs minutes
+        plain_forward(case)()
+    else:
+        fn()
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # return freed memory, then reset the peak
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    before = _resident_mb("VmRSS")
+    fn()
+    print(json.dumps({"peak_mb": _resident_mb("VmHWM") - before}))
+
+
+def memory(case_name: str, method: str, impl: str) -> float | None:
+    command = [sys.executable, __file__, "--worker", case_name, method, impl]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        print(
+            f"<!-- memory worker {case_name} {method} {impl} failed: "
+            f"{done.stderr.strip().splitlines()[-1:]} -->",
+            flush=True,
+        )
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+# ------------------------------------------------------------------------- report
+
+
+def heavy_skipped(case: Case, method: str, forward_s: float, everything: bool) -> str | None:
+    """Score-CAM on a ResNet needs N x C masked passes (C = 512 or 2048 channels): minutes
+    to hours on two cores. Only ResNet-18 at batch 1 runs by default; the rest get an
+    estimate, C times the plain forward pass of the batch."""
+    if method != "scorecam" or everything or not case.name.startswith("ResNet"):
+        return None
+    if case.name.startswith("ResNet-18") and case.x.shape[0] == 1:
+        return None
+    channels = case.model.fc.in_features
+    minutes = channels * forward_s / 60
+    return (
+        f"not run: {case.x.shape[0]} x {channels} masked passes, about {minutes:.0f} min "
+        "per implementation"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="GAPCNN and ResNet-18 batch 1")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory processes")
+    parser.add_argument("--scorecam-all", action="store_true", help="Score-CAM on every ResNet row")
+    parser.add_argument("--cases", help="comma-separated, e.g. gapcnn-b1,resnet50-b16")
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(*args.worker)
+        return
+    peers = available_peers()
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
+        f"peers: {', '.join(peers) or 'none installed'}; median of up to {args.rounds} "
+        f"round-robin rounds; maps agree when max |theirs - ours| <= {TOLERANCE:g}"
+    )
+    for name in args.cases.split(",") if args.cases else case_names(args.quick):
+        run_case(name, peers, args)
+
+
+def run_case(name: str, peers: list[str], args: argparse.Namespace) -> None:
+    case = build_case(name)
+    forward = plain_forward(case)
+    base = race({"forward": forward}, 10, 5.0)["forward"]
+    base_mb = None if args.no_memory else memory(name, "-", "forward")
+    print(
+        f"\n### {case.name}: plain forward {base * 1e3:.1f} ms"
+        + ("" if base_mb is None else f", peak {base_mb:.0f} MB")
+        + "\n"
+    )
+    print("| method | implementation | ms per batch | × forward | × xai | peak MB | agrees |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for method in METHODS:
+        skipped = heavy_skipped(case, method, base, args.scorecam_all)
+        if skipped:
+            print(f"| {method} | all | {skipped} | | | | |")
+            continue
+        fns: dict[str, Callable[[], object]] = {"forward": forward, "xai": xai_fn(case, method)}
+        agreement: dict[str, str] = {}
+        for peer in peers:
+            fn = peer_fn(peer, case, method)
+            if fn is None:
+                continue
+            try:
+                diff = float((fn() - reference(case, method)).abs().max())
+            except Exception as error:  # a peer failing is a finding, not a crash
+                agreement[peer] = f"failed: {type(error).__name__}"
+                continue
+            agreement[peer] = f"{'yes' if diff <= TOLERANCE else 'NO'} ({diff:.1e})"
+            fns[peer] = fn
+        heavy = method == "scorecam" and not case.name.startswith("GAPCNN")
+        times = race(fns, 1 if heavy else args.rounds, 60.0)
+        ours = times["xai"]
+        for impl in ["xai", *agreement]:
+            mb = None if args.no_memory or impl not in times else memory(name, method, impl)
+            if impl not in times:
+                print(f"| {method} | {impl} | | | | | {agreement[impl]} |")
+                continue
+            t = times[impl]
+            counted = impl == "xai" or agreement[impl].startswith("yes")
+            ratio = f"{t / ours:.2f}" if counted else f"({t / ours:.2f})"
+            print(
+                f"| {method} | {impl} | {t * 1e3:.1f} | {t / times['forward']:.2f} | {ratio} | "
+                f"{'-' if mb is None else f'{mb:.0f}'} | {agreement.get(impl, '-')} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
