@@ -18,6 +18,8 @@ from xai.cam.targets import Target, TargetLike, resolve_target
 
 __all__ = ["AblationCAM"]
 
+AUTO_BYTES = 64 * 2**20  # batch_size=None: ablated copies of the layer's output per pass
+
 
 def _zero_channels(channels: torch.Tensor, copies: bool):
     """A forward hook that zeroes ``channels[b]`` in row ``b`` of the layer's output.
@@ -53,11 +55,14 @@ class AblationCAM(BaseCAM):
     float to avoid a division by zero.
 
     Args:
-        batch_size: ablated copies per forward pass (the result does not depend on it).
+        batch_size: ablated copies per forward pass (the result does not depend on it);
+            ``None`` (default): as many as keep the copies of the layer's output within
+            64 MB, which for a last convolutional layer is usually all of its channels,
+            so the network before the layer runs once per image.
 
     Cost: the copies differ only from the layer on, so the network before the layer runs
-    once per sample (batch 1) and only the part after it runs on the ``C`` ablated copies
-    (C = the layer's channels), in chunks. Where the part after the layer cannot take a
+    once per sample and chunk (batch 1) and only the part after it runs on the ``C``
+    ablated copies (C = the layer's channels). Where the part after the layer cannot take a
     batch of copies against a single-sample earlier tensor (a concatenation with a skip
     connection, say), the whole network runs on each copy instead: ``N * C`` forward
     passes.
@@ -71,10 +76,12 @@ class AblationCAM(BaseCAM):
         layer: str | nn.Module | None = None,
         *,
         relu: bool = True,
-        batch_size: int = 64,
+        batch_size: int | None = None,
     ) -> None:
         super().__init__(model, layer, relu=relu)
-        self.batch_size = positive_int(batch_size, "batch_size", "AblationCAM")
+        self.batch_size = (
+            None if batch_size is None else positive_int(batch_size, "batch_size", "AblationCAM")
+        )
 
     def _signed_map(
         self, x: torch.Tensor, name: str, layer: nn.Module, target: TargetLike
@@ -88,12 +95,16 @@ class AblationCAM(BaseCAM):
             scores = resolved.scores(output, samples)
             A = cap.value
             k = A.shape[1]
+            copy_bytes = A[0].numel() * A.element_size()
+            chunk = self.batch_size or max(1, min(k, AUTO_BYTES // max(copy_bytes, 1)))
             try:
-                ablated = self._ablate_after_layer(x, layer, resolved, k)
+                ablated = self._ablate_after_layer(x, layer, resolved, k, chunk)
             except RuntimeError:
                 # The network after the layer combines it with an earlier tensor in a way
                 # that does not broadcast over copies (e.g. a concatenation): run it whole.
-                ablated = self._ablate_whole(x, layer, resolved, k)
+                input_bytes = x[0].numel() * x.element_size()
+                chunk = self.batch_size or max(1, min(64, AUTO_BYTES // max(input_bytes, 1)))
+                ablated = self._ablate_whole(x, layer, resolved, k, chunk)
         y = scores.float().cpu()
         tiny = torch.finfo(torch.float32).tiny
         denominator = torch.where(y == 0, torch.full_like(y, tiny), y)
@@ -102,13 +113,14 @@ class AblationCAM(BaseCAM):
         return signed, resolved, scores
 
     def _ablate_after_layer(
-        self, x: torch.Tensor, layer: nn.Module, target: Target, k: int
+        self, x: torch.Tensor, layer: nn.Module, target: Target, k: int, chunk: int
     ) -> torch.Tensor:
-        """(N, C) ablated scores; the network before the layer runs once per sample."""
+        """(N, C) ablated scores; the network before the layer runs once per chunk of
+        ``chunk`` channels of each sample."""
         ablated = torch.empty(x.shape[0], k, dtype=torch.float32)
         for i in range(x.shape[0]):
-            for start in range(0, k, self.batch_size):
-                channels = torch.arange(start, min(start + self.batch_size, k))
+            for start in range(0, k, chunk):
+                channels = torch.arange(start, min(start + chunk, k))
                 hook = _zero_channels(channels.to(x.device), copies=True)
                 with forward_hooks([(layer, hook)]):
                     out = self.model(x[i : i + 1])
@@ -117,15 +129,15 @@ class AblationCAM(BaseCAM):
         return ablated
 
     def _ablate_whole(
-        self, x: torch.Tensor, layer: nn.Module, target: Target, k: int
+        self, x: torch.Tensor, layer: nn.Module, target: Target, k: int, chunk: int
     ) -> torch.Tensor:
         """(N, C) ablated scores, running the whole network on every ablated copy."""
         n = x.shape[0]
         rows = torch.arange(n).repeat_interleave(k)
         channels = torch.arange(k).repeat(n)
         ablated = torch.empty(n * k, dtype=torch.float32)
-        for start in range(0, n * k, self.batch_size):
-            stop = min(start + self.batch_size, n * k)
+        for start in range(0, n * k, chunk):
+            stop = min(start + chunk, n * k)
             hook = _zero_channels(channels[start:stop].to(x.device), copies=False)
             with forward_hooks([(layer, hook)]):
                 out = self.model(x[rows[start:stop]])
