@@ -294,13 +294,13 @@ def run_case(name: str, peers: list[str], args: argparse.Namespace) -> None:
     forward = plain_forward(case)
     base = race({"forward": forward}, 10, 5.0)["forward"]
     base_mb = None if args.no_memory else memory(name, "-", "forward")
-    print(
-        f"\n### {case.name}: plain forward {base * 1e3:.1f} ms"
-        + ("" if base_mb is None else f", peak {base_mb:.0f} MB")
-        + "\n"
-    )
+    print(f"\n### {case.name}\n")
     print("| method | implementation | ms per batch | × forward | × xai | peak MB | agrees |")
     print("|---|---|---:|---:|---:|---:|---|")
+    print(
+        f"| plain forward | `model(x)`, no grad | {base * 1e3:.1f} | 1.00 | | "
+        f"{'-' if base_mb is None else f'{base_mb:.0f}'} | |"
+    )
     for method in METHODS:
         skipped = heavy_skipped(case, method, base, args.scorecam_all)
         if skipped:
