@@ -77,7 +77,7 @@ def test_fit_options_and_errors(trained):
         model, (x, y), (x, y), epochs=2, patience=0, schedule="onecycle", flip=True, progress=False
     )
     assert result.epochs_run == 2
-    assert "best epoch" in result.summary()
+    assert f"best epoch {result.best_epoch + 1} of 2 " in result.summary()  # counted from 1
     for kwargs, message in [
         ({"epochs": 0}, "epochs must be"),
         ({"lr": -1}, "lr must be"),

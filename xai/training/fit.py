@@ -32,7 +32,8 @@ class EpochRecord:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What ``fit`` did. The model holds the weights of ``best_epoch``."""
+    """What ``fit`` did. The model holds the weights of ``best_epoch`` (counted from 0,
+    an index into ``history``; ``summary()`` counts from 1)."""
 
     history: list[EpochRecord] = field(repr=False)
     best_epoch: int
@@ -44,7 +45,7 @@ class TrainResult:
     def summary(self) -> str:
         stop = "stopped early" if self.stopped_early else "ran every epoch"
         return (
-            f"best epoch {self.best_epoch} of {self.epochs_run} ({stop}): validation "
+            f"best epoch {self.best_epoch + 1} of {self.epochs_run} ({stop}): validation "
             f"accuracy {self.best_val_accuracy:.4f}; {self.seconds:.0f} s"
         )
 
