@@ -19,9 +19,7 @@ benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import resnets
+from _timing import race
 
 import xai
 
@@ -69,26 +68,6 @@ def cases(quick: bool) -> list[Case]:
             skip=("scorecam",),  # 8 x 512 masked passes: see bench_peers.py
         ),
     ]
-
-
-def race(fns: dict[str, Callable[[], object]], repeats: int, budget: float) -> dict[str, float]:
-    """Median wall time of each function, timed round-robin so drift hits all alike.
-
-    Each function runs once to warm up; then whole rounds (every function once, in turn)
-    repeat until ``repeats`` rounds or about ``budget`` seconds, at least one round.
-    """
-    start = time.perf_counter()
-    for fn in fns.values():
-        fn()
-    one_round = time.perf_counter() - start
-    rounds = max(1, min(repeats, int(budget / max(one_round, 1e-9))))
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def peers(case: Case, targets: list[int]) -> dict[str, list[tuple[str, Callable]]]:

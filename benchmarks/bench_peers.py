@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import resnets
+from _timing import race
 
 import xai
 from xai.cam.maps import minmax, upsample
@@ -171,22 +171,6 @@ def available_peers() -> list[str]:
 
 
 # ------------------------------------------------------------------------- timing
-
-
-def race(fns: dict[str, Callable[[], object]], rounds: int, budget: float) -> dict[str, float]:
-    """Median seconds of each function, run round-robin after one warm-up call each."""
-    start = time.perf_counter()
-    for fn in fns.values():
-        fn()
-    one_round = time.perf_counter() - start
-    rounds = max(1, min(rounds, int(budget / max(one_round, 1e-9))))
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def timed(times: dict[str, float], name: str, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
