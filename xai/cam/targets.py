@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -26,12 +27,13 @@ TargetLike: TypeAlias = int | Sequence[int] | torch.Tensor | Callable[[Any], tor
 
 
 def _model_dtype_device(model: nn.Module) -> tuple[torch.dtype | None, torch.device | None]:
-    for tensor in (*model.parameters(), *model.buffers()):
+    # Lazily: the first floating parameter or buffer decides, usually the first of all.
+    first = None
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
         if tensor.is_floating_point():
             return tensor.dtype, tensor.device
-    for tensor in (*model.parameters(), *model.buffers()):
-        return None, tensor.device
-    return None, None
+        first = tensor if first is None else first
+    return None, None if first is None else first.device
 
 
 def prepare_inputs(model: nn.Module, inputs: Any) -> torch.Tensor:
