@@ -316,6 +316,7 @@ def run_case(name: str, peers: list[str], args: argparse.Namespace) -> None:
         else:
             times = race(fns, args.rounds, 60.0)
         ours = times["xai"]
+        note = f"- (× forward: {times['forward'] * 1e3:.1f} ms, timed after)" if heavy else "-"
         for impl in ["xai", *agreement]:
             mb = None if args.no_memory or impl not in times else memory(name, method, impl)
             if impl not in times:
@@ -326,7 +327,7 @@ def run_case(name: str, peers: list[str], args: argparse.Namespace) -> None:
             ratio = f"{t / ours:.2f}" if counted else f"({t / ours:.2f})"
             print(
                 f"| {method} | {impl} | {t * 1e3:.1f} | {t / times['forward']:.2f} | {ratio} | "
-                f"{'-' if mb is None else f'{mb:.0f}'} | {agreement.get(impl, '-')} |",
+                f"{'-' if mb is None else f'{mb:.0f}'} | {agreement.get(impl, note)} |",
                 flush=True,
             )
 
