@@ -210,7 +210,7 @@ def worker(case_name: str, method: str, impl: str) -> None:
     else:
         fn = peer_fn(impl, case, method)
     heavy = method == "scorecam" and not case_name.startswith("gapcnn")
-    if heavy:  # one masked chunk warms the same kernels; a second full run costs minutes
+    if heavy:  # a plain forward pass warms the kernels; a second Score-CAM call costs minutes
         plain_forward(case)()
     else:
         fn()
