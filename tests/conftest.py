@@ -38,6 +38,15 @@ class TwoStage(nn.Module):
         return self.tail(self.body(x))
 
 
+def fashion_mnist_installed() -> bool:
+    """Whether the real Fashion-MNIST files are here (Debian's dataset-fashion-mnist)."""
+    try:
+        xai.data.find_root("fashion-mnist")
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def make_two_stage(seed: int = 0, **kwargs) -> TwoStage:
     torch.manual_seed(seed)
     model = TwoStage(**kwargs)

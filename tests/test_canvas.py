@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import xai.data as data
+from tests.conftest import fashion_mnist_installed
 from xai.metrics import energy_pointing_game, pointing_game
 
 
@@ -176,15 +177,7 @@ def test_bad_input_is_refused_with_the_fix(items, labels, options, error, messag
         data.paste(items, labels, **options)
 
 
-def _fashion_mnist_installed() -> bool:
-    try:
-        data.find_root("fashion-mnist")
-    except FileNotFoundError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _fashion_mnist_installed(), reason="Fashion-MNIST is not installed")
+@pytest.mark.skipif(not fashion_mnist_installed(), reason="Fashion-MNIST is not installed")
 def test_load_canvas_pastes_a_stratified_subsample_of_the_split():
     test = data.load("fashion-mnist", split="test")
     c = data.load_canvas("fashion-mnist", "test", count=200, seed=2)

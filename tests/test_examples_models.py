@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import xai
+from tests.conftest import fashion_mnist_installed
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -35,17 +36,9 @@ def _picture_shape(path: Path) -> tuple[int, int]:
     return picture.shape[0], picture.shape[1]
 
 
-def _fashion_mnist_installed() -> bool:
-    try:
-        xai.data.find_root("fashion-mnist")
-    except FileNotFoundError:
-        return False
-    return True
-
-
 @pytest.mark.slow
 def test_cnn_vs_dnn_fast_trains_both_models_and_reports_consistent_metrics(tmp_path):
-    if not _fashion_mnist_installed():
+    if not fashion_mnist_installed():
         pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
     out = tmp_path / "x.png"
     stdout = _run("cnn_vs_dnn.py", "--fast", "--out", str(out)).stdout

@@ -12,16 +12,9 @@ from pathlib import Path
 import pytest
 
 import xai
+from tests.conftest import fashion_mnist_installed
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _fashion_mnist_installed() -> bool:
-    try:
-        xai.data.find_root("fashion-mnist")
-    except FileNotFoundError:
-        return False
-    return True
 
 
 def _table(out: str) -> dict[str, dict[str, float]]:
@@ -39,7 +32,7 @@ def _table(out: str) -> dict[str, dict[str, float]]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _fashion_mnist_installed(), reason="Fashion-MNIST is not installed")
+@pytest.mark.skipif(not fashion_mnist_installed(), reason="Fashion-MNIST is not installed")
 def test_the_localisation_benchmark_runs_fast(tmp_path):
     out = tmp_path / "localisation.png"
     result = subprocess.run(
