@@ -52,7 +52,8 @@ SCORECAM_OPTIONS = {"softmax": False, "baseline": None, "channel_softmax": True}
 
 @dataclass
 class Case:
-    name: str
+    key: str  # as on the command line: "resnet50-b16"
+    name: str  # the table's title
     model: torch.nn.Module
     x: torch.Tensor
     layer: str
@@ -88,7 +89,7 @@ def build_case(name: str) -> Case:
         title = f"{'ResNet-18' if arch == 'resnet18' else 'ResNet-50'} 3x224x224, batch {n}"
     with torch.no_grad():
         targets = model(x).argmax(dim=1).tolist()  # everyone explains the top-1 class
-    return Case(title, model, x, layer, targets)
+    return Case(name, title, model, x, layer, targets)
 
 
 def finish(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -209,8 +210,7 @@ def worker(case_name: str, method: str, impl: str) -> None:
         fn = xai_fn(case, method)
     else:
         fn = peer_fn(impl, case, method)
-    heavy = method == "scorecam" and not case_name.startswith("gapcnn")
-    if heavy:  # a plain forward pass warms the kernels; a second Score-CAM call costs minutes
+    if is_heavy(case_name, method):  # warm up with a plain forward: a second call costs minutes
         plain_forward(case)()
     else:
         fn()
@@ -241,13 +241,16 @@ def memory(case_name: str, method: str, impl: str) -> float | None:
 # ------------------------------------------------------------------------- report
 
 
+def is_heavy(key: str, method: str) -> bool:
+    """Score-CAM on a ResNet: N x C masked passes (C = 512 or 2048), minutes per call."""
+    return method == "scorecam" and key.startswith("resnet")
+
+
 def heavy_skipped(case: Case, method: str, forward_s: float, everything: bool) -> str | None:
     """Score-CAM on a ResNet needs N x C masked passes (C = 512 or 2048 channels): minutes
     to hours on two cores. Only ResNet-18 at batch 1 runs by default; the rest get an
     estimate, C times the plain forward pass of the batch."""
-    if method != "scorecam" or everything or not case.name.startswith("ResNet"):
-        return None
-    if case.name.startswith("ResNet-18") and case.x.shape[0] == 1:
+    if not is_heavy(case.key, method) or everything or case.key == "resnet18-b1":
         return None
     channels = case.model.fc.in_features
     minutes = channels * forward_s / 60
@@ -297,7 +300,7 @@ def run_case(name: str, peers: list[str], args: argparse.Namespace) -> None:
         if skipped:
             print(f"| {method} | all | {skipped} | | | | |")
             continue
-        heavy = method == "scorecam" and not case.name.startswith("GAPCNN")
+        heavy = is_heavy(case.key, method)
         fns: dict[str, Callable[[], object]] = {"forward": forward, "xai": xai_fn(case, method)}
         once: dict[str, float] = {}  # heavy rows: the one timed call is the agreement's call
         ours_maps = timed(once, "xai", fns["xai"])  # type: ignore[arg-type]

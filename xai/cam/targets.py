@@ -32,7 +32,8 @@ def _model_dtype_device(model: nn.Module) -> tuple[torch.dtype | None, torch.dev
     for tensor in itertools.chain(model.parameters(), model.buffers()):
         if tensor.is_floating_point():
             return tensor.dtype, tensor.device
-        first = tensor if first is None else first
+        if first is None:
+            first = tensor
     return None, None if first is None else first.device
 
 
