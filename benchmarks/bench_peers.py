@@ -40,7 +40,7 @@ import resnets
 from _timing import race
 
 import xai
-from xai.cam.maps import minmax, upsample
+from xai.core.maps import minmax, upsample
 
 TOLERANCE = 1e-3  # max |difference| between normalised maps in [0, 1]
 METHODS = ("gradcam", "gradcam++", "scorecam")
@@ -80,7 +80,7 @@ def build_case(name: str) -> Case:
         model = xai.models.pretrained("fashion-mnist")
         images, _ = xai.models.sample_batch()
         x = images[torch.arange(n) % len(images)].contiguous()
-        layer = xai.GradCAM(model).layer_for(x)[0]
+        layer = xai.GradCAM(model).layer_for(x).name
         title = f"GAPCNN (shipped Fashion-MNIST model) 1x28x28, batch {n}, layer {layer}"
     else:
         model = getattr(resnets, arch)()

@@ -62,7 +62,7 @@ def test_unknown_option_lists_the_methods_options(gray):
     with pytest.raises(
         TypeError,
         match=r"'scorecam' got unknown option\(s\) batchsize; its "
-        r"options are: relu, batch_size, softmax, baseline",
+        r"options are: relu, reshape, batch_size, softmax, baseline",
     ):
         xai.explain(make_gapcnn(), gray, method="scorecam", batchsize=4)
 
@@ -159,7 +159,7 @@ def test_callable_target_on_a_model_that_returns_a_dict(gray):
     model = DictModel().eval()
     for method in xai.methods():
         if method == "cam":
-            with pytest.raises(ValueError, match="a callable target names no class"):
+            with pytest.raises(ValueError, match="names no single class"):
                 xai.explain(model, gray, method=method, target=lambda out: out["logits"][:, 2])
             continue
         e = xai.explain(model, gray, method=method, target=lambda out: out["logits"][:, 2])
@@ -169,8 +169,20 @@ def test_callable_target_on_a_model_that_returns_a_dict(gray):
         torch.testing.assert_close(e.raw, plain.raw, rtol=1e-5, atol=1e-6)
         assert e.targets.tolist() == [-1] * 4
         torch.testing.assert_close(e.scores, plain.scores)
+    # A mapping with "logits" is read as logits by the default targets ...
+    torch.testing.assert_close(xai.explain(model, gray).raw, xai.explain(model.net, gray).raw)
+
+    # ... a mapping without them needs a target that reads it.
+    class Scores(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = make_gapcnn()
+
+        def forward(self, x):
+            return {"scores": self.net(x)}
+
     with pytest.raises(ValueError, match=r"returned a dict.*target=callable"):
-        xai.explain(model, gray)
+        xai.explain(Scores(), gray)
 
 
 @pytest.mark.parametrize(
@@ -190,7 +202,7 @@ def test_callable_target_on_a_model_that_returns_a_dict(gray):
 @pytest.mark.parametrize("method", ["gradcam", "scorecam", "cam"])
 def test_bad_targets_are_refused_clearly(target, error, message, method, gray):
     if method == "cam" and callable(target):
-        message = "a callable target names no class"
+        message = "names no single class"
     with pytest.raises(error, match=message):
         xai.explain(make_gapcnn(), gray, method=method, target=target)
 
@@ -289,7 +301,7 @@ def test_unknown_layer_lists_the_nearest_names():
         (nn.Conv2d(1, 1, 3), "is not a submodule of this model"),
         (
             "head",
-            r"must output \(N, C, h, w\) feature maps; it returned a tensor of shape "
+            r"outputs a vector per sample \(N, C\), with no spatial or token dimension "
             r"\(4, 5\)",
         ),
         (3, "layer must be None, a dotted module name or a torch.nn.Module; got int"),
@@ -309,7 +321,7 @@ def test_the_model_itself_is_not_a_layer(gray):
 def test_a_layer_that_does_not_run_is_refused(gray):
     model = make_gapcnn()
     model.unused = nn.Conv2d(1, 1, 1)
-    with pytest.raises(RuntimeError, match="did not run in the model's forward pass"):
+    with pytest.raises(xai.XAIValueError, match="did not run in the model's forward pass"):
         xai.explain(model, gray, layer="unused")
 
 
@@ -323,7 +335,7 @@ def test_a_reused_layer_is_refused(gray):
         def forward(self, x):
             return self.fc(self.conv(self.conv(x)).mean((2, 3)))
 
-    with pytest.raises(RuntimeError, match="ran more than once"):
+    with pytest.raises(xai.XAIValueError, match="ran more than once"):
         xai.explain(Twice(), gray, layer="conv")
     with pytest.raises(ValueError, match="runs more than once per forward pass"):
         xai.explain(Twice(), gray)
@@ -357,11 +369,33 @@ def test_guided_backprop_warns_when_it_cannot_guide():
         xai.explain(NoReLU(), torch.rand(1, 1, 6, 6), method="guided-backprop")
 
 
-def test_default_layer_is_cached_per_input_shape(gray):
-    cam = xai.GradCAM(make_gapcnn())
-    assert cam(gray).layer == "features.10"
-    assert cam(torch.rand(1, 1, 12, 20)).layer == "features.10"
-    assert len(cam._default_layers) == 2
+def test_default_layer_is_found_once_per_model_and_input_shape(gray):
+    class Counted(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = make_gapcnn()
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            return self.inner(x)
+
+    model = Counted()
+    assert xai.explain(model, gray).layer == "inner.features.10"
+    assert model.calls == 2  # one trace to find the layer, one forward-backward
+    assert xai.explain(model, gray[:1], method="hirescam").layer == "inner.features.10"
+    assert xai.GradCAM(model)(gray).layer == "inner.features.10"
+    assert model.calls == 4  # no new trace: the layer is cached across calls and explainers
+    assert xai.explain(model, torch.rand(1, 1, 12, 20)).layer == "inner.features.10"
+    assert model.calls == 6  # another input shape: traced once more
+    # The cache does not keep the model alive.
+    import gc
+    import weakref
+
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
 
 
 @pytest.mark.parametrize("method", xai.methods())

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import xai
-from xai.cam.maps import minmax, upsample
+from xai.core.maps import minmax, upsample
 from xai.images import read_image, to_input
 from xai.viz.overlay import colorize, overlay
 
@@ -194,7 +194,9 @@ def test_explain_converts_colour_transparency_and_16_bit(tmp_path, files, model)
         x = to_input(read_image(path), 1, (28, 28))[None]
         expected = xai.explain(model, x, method="cam")
         raw = np.load(out / name / "cam_raw.npy")
-        np.testing.assert_allclose(raw, expected.raw[0].numpy(), rtol=1e-5, atol=1e-6)
+        # The command explains the three images as one batch, this one alone: float32
+        # convolutions may sum in another order per batch size (~1e-5 relative).
+        np.testing.assert_allclose(raw, expected.raw[0].numpy(), rtol=1e-4, atol=1e-5)
         overlay_png = cv2.imread(str(out / name / "cam_overlay.png"))
         assert list(overlay_png.shape[:2]) == display
     # the 16-bit sneaker is the 8-bit one times 257: the same input, the same map

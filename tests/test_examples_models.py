@@ -63,7 +63,7 @@ def test_cnn_vs_dnn_fast_trains_both_models_and_reports_consistent_metrics(tmp_p
     for name, (parameters, best, run, seconds, acc) in rows.items():
         assert int(parameters.replace(",", "")) == expected_parameters[name]
         assert 1 <= int(best) <= int(run) <= 3  # --fast allows 3 epochs
-        assert float(seconds) > 0
+        assert float(seconds) >= 0  # one decimal: a 3-epoch MLP on 1,200 images may show 0.0
         accuracy[name] = float(acc)
         assert 0.0 <= accuracy[name] <= 1.0
     assert accuracy["GAPCNN"] > 0.3  # ten classes: chance is 0.1

@@ -129,7 +129,7 @@ def test_shap_permutation_and_captum_samplers_on_a_linear_model():
 
 def test_exact_results_plot_through_shap(tmp_path):
     r = xai.exact_shapley(xai.shapley.housing())
-    e = r.to_shap()
+    e = shap_wrap.to_explanation(r)
     assert isinstance(e, shap.Explanation)
     np.testing.assert_allclose(e.values, r.values)
     assert e.base_values == 20.0

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 import xai
 from tests._reference import split_activations
 from tests.conftest import make_two_stage
+from xai.core.layers import resolve_layer
+from xai.core.targets import resolve_target
 
 LAYER = "body.3"
 CLASSES = [2, 5, 0]
@@ -332,11 +334,12 @@ def test_ablation_shortcut_equals_running_every_copy_whole(gray):
     torch.manual_seed(0)
     model = TinyResNet().eval()
     explainer = xai.AblationCAM(model, layer="layer1.0", batch_size=4)
-    layer = model.layer1[0]
+    layer = resolve_layer(model, "layer1.0")
+    positions = torch.arange(6 * 8 * 8).reshape(6, 64)  # NCHW: channel k is its own block
     with torch.no_grad():
-        target = xai.cam.targets.resolve_target([0, 1, 2, 3], model(gray), 4)
-        fast = explainer._ablate_after_layer(gray, layer, target, 6, 4)
-        whole = explainer._ablate_whole(gray, layer, target, 6, 4)
+        target = resolve_target([0, 1, 2, 3], model(gray), 4)
+        fast = explainer._ablate_after_layer(gray, layer, positions, target, 4)
+        whole = explainer._ablate_whole(gray, layer, positions, target, 4)
     torch.testing.assert_close(fast, whole, rtol=1e-5, atol=1e-6)
     unablated = model(gray)[torch.arange(4), [0, 1, 2, 3]][:, None].detach()
     assert (fast != unablated).float().mean() > 0.5  # ablation really changes the scores

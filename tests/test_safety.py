@@ -91,7 +91,9 @@ def test_no_hooks_remain_after_an_exception_in_the_target_callable(method, gray)
         raise KeyError("user bug")
 
     # CAM refuses a callable target (it names no class) before calling it.
-    error, message = (ValueError, "names no class") if method == "cam" else (KeyError, "user bug")
+    error, message = (
+        (ValueError, "names no single class") if method == "cam" else (KeyError, "user bug")
+    )
     with pytest.raises(error, match=message):
         run(model, gray, method, target=target)
     assert all_hooks(model) == []

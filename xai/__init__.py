@@ -9,7 +9,8 @@ Shapley values (exact, sampled, or through shap and captum).
     ((4, 28, 28), 'features.19')
 
 Importing ``xai`` is light: torch and the method modules load on first use, and shap,
-captum, matplotlib and OpenCV are never imported here.
+captum, matplotlib and OpenCV are never imported here. The method classes exported here
+(``xai.GradCAM``, ...) come from the registry (``xai.registry``), the one list of methods.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from xai import registry
+from xai.core.errors import XAIError, XAITypeError, XAIValueError
 from xai.registry import methods
 
 __version__ = "0.1.0"
@@ -25,40 +28,23 @@ _LAZY: dict[str, str] = {
     "explain": "xai.api:explain",
     "explainer": "xai.api:explainer",
     "Explanation": "xai.explanation:Explanation",
-    "CAM": "xai.cam.cam:CAM",
-    "GradCAM": "xai.cam.gradcam:GradCAM",
-    "GradCAMPlusPlus": "xai.cam.gradcampp:GradCAMPlusPlus",
-    "XGradCAM": "xai.cam.xgradcam:XGradCAM",
-    "HiResCAM": "xai.cam.hirescam:HiResCAM",
-    "LayerCAM": "xai.cam.layercam:LayerCAM",
-    "ScoreCAM": "xai.cam.scorecam:ScoreCAM",
-    "AblationCAM": "xai.cam.ablationcam:AblationCAM",
-    "EigenCAM": "xai.cam.eigencam:EigenCAM",
-    "GuidedBackprop": "xai.cam.guided:GuidedBackprop",
-    "GuidedGradCAM": "xai.cam.guided:GuidedGradCAM",
+    "ShapleyResult": "xai.explanation:ShapleyResult",
+    "exact_shapley": "xai.shapley.exact:exact_shapley",
     "models": "xai.models",
     "data": "xai.data",
     "training": "xai.training",
     "shapley": "xai.shapley",
     "metrics": "xai.metrics",
-    "exact_shapley": "xai.shapley.exact:exact_shapley",
-    "ShapleyResult": "xai.explanation:ShapleyResult",
+    "targets": "xai.targets",
+    **registry.exports(),  # the method classes: xai.GradCAM, xai.ScoreCAM, ...
 }
 
 __all__ = [
-    "CAM",
-    "AblationCAM",
-    "EigenCAM",
     "Explanation",
-    "GradCAM",
-    "GradCAMPlusPlus",
-    "GuidedBackprop",
-    "GuidedGradCAM",
-    "HiResCAM",
-    "LayerCAM",
-    "ScoreCAM",
     "ShapleyResult",
-    "XGradCAM",
+    "XAIError",
+    "XAITypeError",
+    "XAIValueError",
     "__version__",
     "data",
     "exact_shapley",
@@ -67,23 +53,16 @@ __all__ = [
     "methods",
     "metrics",
     "models",
+    "registry",
     "shapley",
+    "targets",
     "training",
 ]
+__all__ += sorted(registry.exports())
 
 if TYPE_CHECKING:
-    from xai import data, metrics, models, shapley, training
+    from xai import data, metrics, models, shapley, targets, training
     from xai.api import explain, explainer
-    from xai.cam.ablationcam import AblationCAM
-    from xai.cam.cam import CAM
-    from xai.cam.eigencam import EigenCAM
-    from xai.cam.gradcam import GradCAM
-    from xai.cam.gradcampp import GradCAMPlusPlus
-    from xai.cam.guided import GuidedBackprop, GuidedGradCAM
-    from xai.cam.hirescam import HiResCAM
-    from xai.cam.layercam import LayerCAM
-    from xai.cam.scorecam import ScoreCAM
-    from xai.cam.xgradcam import XGradCAM
     from xai.explanation import Explanation, ShapleyResult
     from xai.shapley.exact import exact_shapley
 

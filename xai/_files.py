@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from xai.core.errors import XAIPermissionError
+
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "check_writable_dir"]
 
 
@@ -77,7 +79,7 @@ def check_writable_dir(path: str | os.PathLike[str], what: str = "--out") -> Pat
         os.unlink(probe)
     except OSError as error:
         reason = error.strerror or type(error).__name__
-        raise PermissionError(
+        raise XAIPermissionError(
             f"{what}: cannot write to the folder {path} ({reason.lower()}); choose a "
             f"writable folder"
         ) from None

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from xai import registry
-from xai.cam.targets import TargetLike
+from xai.core.errors import XAITypeError
+from xai.core.targets import TargetLike
 from xai.explanation import Explanation
 
 __all__ = ["explain", "explainer"]
@@ -32,7 +33,7 @@ def explainer(
     unknown = sorted(set(options) - set(valid))
     if unknown:
         listed = ", ".join(valid) if valid else "none"
-        raise TypeError(
+        raise XAITypeError(
             f"method {info.name!r} got unknown option(s) {', '.join(unknown)}; its options "
             f"are: {listed}."
         )

@@ -5,7 +5,8 @@ Small immutable records that the API, the command line, the plots and the docs a
 consume. An ``Explanation``'s tensors live on the CPU, detached, in float32 (``targets``
 in int64), so a result can be plotted, saved or compared without touching the model
 again. This module imports neither torch nor anything heavy: a Shapley computation on a
-numpy function never loads torch.
+numpy function never loads torch. The result types know no integration: converting to
+``shap.Explanation`` is ``xai.integrations.shap.to_explanation(result)``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from xai.core.errors import XAIValueError
+
 if TYPE_CHECKING:
-    import shap
     import torch
 
 __all__ = ["Explanation", "ShapleyResult"]
@@ -35,7 +37,7 @@ class Explanation:
             resolution, after the method's own ReLU (if it has one). For the guided
             methods, which work at the input, ``h, w == H, W``.
         targets: ``(N,)`` int64, the class explained for each sample; ``-1`` where the
-            target was given as a callable (no single class is explained then).
+            target names no single class (a callable, ``xai.targets.Similarity``).
         scores: ``(N,)`` float32, the explained score of each sample: the model's output
             for the target class (a logit for most classifiers), or the callable's value.
         method: the registry name of the method, e.g. ``"gradcam"``.
@@ -43,6 +45,8 @@ class Explanation:
             ``None`` for guided backpropagation, which explains the input directly.
         attributions: ``(N, C, H, W)`` float32 signed input attributions for the guided
             methods (guided backpropagation, Guided Grad-CAM); ``None`` for CAMs.
+        explained: what each sample explains, in a few words: ``"class 3"``,
+            ``"segmentation: class 1 over mask sum 57"``, ``"callable score"``, ...
     """
 
     maps: torch.Tensor
@@ -52,17 +56,27 @@ class Explanation:
     method: str
     layer: str | None
     attributions: torch.Tensor | None = None
+    explained: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         n = self.maps.shape[0]
+        if not self.explained:
+            described = tuple(
+                f"class {c}" if c >= 0 else "no single class" for c in self.targets.tolist()
+            )
+            object.__setattr__(self, "explained", described)
+        if len(self.explained) != n:
+            raise XAIValueError(
+                f"Explanation.explained has {len(self.explained)} rows, maps has {n}"
+            )
         if self.maps.ndim != 3 or self.raw.ndim != 3:
-            raise ValueError(
+            raise XAIValueError(
                 f"Explanation.maps and .raw must be (N, H, W) and (N, h, w); "
                 f"got {tuple(self.maps.shape)} and {tuple(self.raw.shape)}"
             )
         for name in ("raw", "targets", "scores"):
             if getattr(self, name).shape[0] != n:
-                raise ValueError(
+                raise XAIValueError(
                     f"Explanation.{name} has {getattr(self, name).shape[0]} rows, maps has {n}"
                 )
 
@@ -84,6 +98,7 @@ class Explanation:
             method=self.method,
             layer=self.layer,
             attributions=attributions,
+            explained=self.explained[index],
         )
 
     def __repr__(self) -> str:
@@ -125,7 +140,7 @@ class ShapleyResult:
 
     def __post_init__(self) -> None:
         if self.values.ndim not in (1, 2) or self.values.shape[0] != len(self.feature_names):
-            raise ValueError(
+            raise XAIValueError(
                 f"ShapleyResult.values must be (n,) or (n, k) with n = "
                 f"{len(self.feature_names)} feature names; got {self.values.shape}"
             )
@@ -169,13 +184,6 @@ class ShapleyResult:
         lines.append(f"{'v(empty)':<{width}}  {fmt(self.base_value)}")
         lines.append(f"{'v(all)':<{width}}  {fmt(self.full_value)}")
         return "\n".join(lines)
-
-    def to_shap(self) -> shap.Explanation:
-        """This result as a ``shap.Explanation``, so ``shap.plots.waterfall``, ``bar``
-        and friends work on it (imports shap)."""
-        from xai.integrations.shap import to_explanation
-
-        return to_explanation(self)
 
     def __repr__(self) -> str:
         values = ", ".join(

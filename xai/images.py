@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from xai.core.errors import XAIFileNotFoundError, XAIValueError
+
 if TYPE_CHECKING:
     import torch
 
@@ -90,7 +92,7 @@ def find_images(sources: Sequence[str | os.PathLike[str]]) -> list[Path]:
                 p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
             )
             if not files:
-                raise ValueError(
+                raise XAIValueError(
                     f"the folder {text} has no PNG or JPEG images (looked for "
                     f"{', '.join(IMAGE_SUFFIXES)} files in it, not in subfolders)"
                 )
@@ -99,10 +101,10 @@ def find_images(sources: Sequence[str | os.PathLike[str]]) -> list[Path]:
             matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
             matches = [m for m in matches if m.is_file()]
             if not matches:
-                raise FileNotFoundError(f"no file matches the pattern {text}")
+                raise XAIFileNotFoundError(f"no file matches the pattern {text}")
             found.update(dict.fromkeys(matches))
         else:
-            raise FileNotFoundError(f"{text}: no such file or folder")
+            raise XAIFileNotFoundError(f"{text}: no such file or folder")
     return list(found)
 
 
@@ -112,17 +114,17 @@ def _check_png(data: bytes, name: str) -> None:
     seen_data = False
     while True:
         if position + 8 > len(data):
-            raise ValueError(f"{name} is a truncated PNG: it ends before its IEND chunk")
+            raise XAIValueError(f"{name} is a truncated PNG: it ends before its IEND chunk")
         length, kind = struct.unpack(">I4s", data[position : position + 8])
         end = position + 12 + length
         if end > len(data):
-            raise ValueError(
+            raise XAIValueError(
                 f"{name} is a truncated PNG: its {kind.decode('latin-1')!r} chunk needs "
                 f"{length} bytes and the file ends first"
             )
         crc = struct.unpack(">I", data[end - 4 : end])[0]
         if zlib.crc32(data[position + 4 : end - 4]) != crc:
-            raise ValueError(
+            raise XAIValueError(
                 f"{name} is a corrupt PNG: the checksum of its {kind.decode('latin-1')!r} "
                 f"chunk is wrong"
             )
@@ -131,12 +133,12 @@ def _check_png(data: bytes, name: str) -> None:
             break
         position = end
     if not seen_data:
-        raise ValueError(f"{name} is a corrupt PNG: it holds no image data")
+        raise XAIValueError(f"{name} is a corrupt PNG: it holds no image data")
 
 
 def _check_jpeg(data: bytes, name: str) -> None:
     if b"\xff\xd9" not in data[-4096:]:
-        raise ValueError(f"{name} is a truncated JPEG: it has no end-of-image marker")
+        raise XAIValueError(f"{name} is a truncated JPEG: it has no end-of-image marker")
 
 
 @contextmanager
@@ -176,7 +178,7 @@ def read_image(path: str | os.PathLike[str], background: int = 0) -> Image:
     path = Path(path)
     name = str(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{name}: no such file")
+        raise XAIFileNotFoundError(f"{name}: no such file")
     data = path.read_bytes()
     if data.startswith(_PNG_SIGNATURE):
         _check_png(data, name)
@@ -184,14 +186,14 @@ def read_image(path: str | os.PathLike[str], background: int = 0) -> Image:
         _check_jpeg(data, name)
     else:
         kind = "empty" if not data else f"starts with {data[:8]!r}"
-        raise ValueError(f"{name} is not a PNG or JPEG image (the file {kind})")
+        raise XAIValueError(f"{name} is not a PNG or JPEG image (the file {kind})")
     with _quiet_stderr() as complaints:
         pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if pixels is None or pixels.size == 0:
         why = f": {complaints[-1].strip()}" if complaints else ""
-        raise ValueError(f"{name} is corrupt: it cannot be decoded{why}")
+        raise XAIValueError(f"{name} is corrupt: it cannot be decoded{why}")
     if pixels.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"{name} has {pixels.dtype} pixels; expected 8 or 16 bits")
+        raise XAIValueError(f"{name} has {pixels.dtype} pixels; expected 8 or 16 bits")
     bits = 16 if pixels.dtype == np.uint16 else 8
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
@@ -207,7 +209,7 @@ def read_image(path: str | os.PathLike[str], background: int = 0) -> Image:
         mixed = colour * alpha + background * (top / 255.0) * (1 - alpha)
         pixels = np.round(mixed).astype(pixels.dtype)
     else:
-        raise ValueError(f"{name} has {pixels.shape[2]} channels; expected 1, 3 or 4")
+        raise XAIValueError(f"{name} has {pixels.shape[2]} channels; expected 1, 3 or 4")
     return Image(np.ascontiguousarray(pixels), path, mode, bits)
 
 
@@ -235,11 +237,11 @@ def to_input(
 
     pixels = image.pixels if isinstance(image, Image) else np.asarray(image)
     if pixels.dtype not in (np.uint8, np.uint16) or pixels.ndim not in (2, 3):
-        raise ValueError(
+        raise XAIValueError(
             f"expected (H, W) or (H, W, 3) uint8/uint16 pixels; got {pixels.dtype} {pixels.shape}"
         )
     if channels not in (1, 3):
-        raise ValueError(
+        raise XAIValueError(
             f"models taking {channels}-channel images are not supported; expected 1 "
             f"(gray) or 3 (RGB)"
         )

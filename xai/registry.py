@@ -1,7 +1,10 @@
 """The one registry of explanation methods: name -> class, read by the API, CLI and docs.
 
 The registry holds import paths, not classes, so that listing methods (``xai.methods()``,
-``xai methods``) imports neither torch nor any method module.
+``xai methods``) imports neither torch nor any method module. It is the one place a
+method is named: ``xai``'s exports (``xai.GradCAM``), each class's ``name`` (reported as
+``Explanation.method``), the command line's ``--method`` and the docs all read it. A new
+method is one file in ``xai/cam/``, one entry here and one oracle test.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MethodInfo", "get", "methods", "resolve_name"]
+__all__ = ["MethodInfo", "exports", "get", "methods", "name_of", "resolve_name"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,11 @@ class MethodInfo:
     paper: str
     gradients: bool  # does the method back-propagate?
     class_specific: bool = True  # False: the same map whatever the target class
+
+    @property
+    def class_name(self) -> str:
+        """The explainer class's name, exported as ``xai.<class_name>``."""
+        return self.target.partition(":")[2]
 
     def load(self) -> type[Any]:
         """Import and return the explainer class."""
@@ -124,6 +132,19 @@ _BY_KEY: dict[str, str] = {_key(m.name): m.name for m in _METHODS}
 _BY_KEY.update({_key(alias): name for alias, name in _ALIASES.items()})
 
 
+_BY_TARGET: dict[str, str] = {m.target: m.name for m in _METHODS}
+
+
+def exports() -> dict[str, str]:
+    """Public class name -> ``"module:Class"`` of every method, for ``xai``'s exports."""
+    return {m.class_name: m.target for m in _METHODS}
+
+
+def name_of(cls: type) -> str | None:
+    """The registry name of an explainer class, or ``None`` if it is not registered."""
+    return _BY_TARGET.get(f"{cls.__module__}:{cls.__qualname__}")
+
+
 def methods() -> tuple[str, ...]:
     """The names of all registered explanation methods, in a stable order."""
     return tuple(m.name for m in _METHODS)
@@ -137,14 +158,16 @@ def resolve_name(name: str) -> str:
     Raises:
         ValueError: naming the valid methods and the closest match.
     """
+    from xai.core.errors import XAITypeError, XAIValueError
+
     if not isinstance(name, str):
-        raise TypeError(f"method must be a string such as 'gradcam'; got {type(name).__name__}")
+        raise XAITypeError(f"method must be a string such as 'gradcam'; got {type(name).__name__}")
     key = _key(name)
     if key in _BY_KEY:
         return _BY_KEY[key]
     close = difflib.get_close_matches(key, list(_BY_KEY), n=1, cutoff=0.5)
     hint = f" Did you mean {_BY_KEY[close[0]]!r}?" if close else ""
-    raise ValueError(f"unknown method {name!r}.{hint} Valid methods: {', '.join(methods())}.")
+    raise XAIValueError(f"unknown method {name!r}.{hint} Valid methods: {', '.join(methods())}.")
 
 
 def get(name: str) -> MethodInfo:

@@ -6,34 +6,40 @@ Network via Gradient-free Localization", WACV.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from xai.cam._options import positive_int
 from xai.cam.base import BaseCAM
-from xai.cam.hooks import capture, forward_hooks
-from xai.cam.targets import Target, TargetLike, resolve_target
+from xai.core.capture import capture
+from xai.core.hooks import forward_hooks
+from xai.core.layers import LayerRef
+from xai.core.reshape import ReshapeLike, resolve_reshape
+from xai.core.targets import ResolvedTarget, TargetLike, resolve_target
+from xai.core.validate import Constraint, Integer, NoneValue
 
 __all__ = ["AblationCAM"]
 
 AUTO_BYTES = 64 * 2**20  # batch_size=None: ablated copies of the layer's output per pass
 
 
-def _zero_channels(channels: torch.Tensor, copies: bool):
-    """A forward hook that zeroes ``channels[b]`` in row ``b`` of the layer's output.
+def _zero_channels(layer: LayerRef, positions: torch.Tensor, copies: bool):
+    """A forward hook that zeroes, in row ``b`` of the layer's output, the elements at
+    ``positions[b]`` (one map channel, in the layer's own layout, flattened per sample).
 
     With ``copies=True`` the layer saw one sample; its output is first repeated once per
-    channel to ablate, so the network before the layer runs once for all the copies.
+    row of ``positions``, so the network before the layer runs once for all the copies.
     """
 
-    def hook(module: nn.Module, inputs: Any, out: torch.Tensor) -> torch.Tensor:
+    def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
+        out = layer.select(output)
         if copies:
-            out = out.expand(len(channels), *out.shape[1:])
-        out = out.clone()
-        out[torch.arange(out.shape[0], device=out.device), channels] = 0
-        return out
+            out = out.expand(len(positions), *out.shape[1:])
+        flat = out.reshape(out.shape[0], -1).clone()
+        flat.scatter_(1, positions.to(flat.device), 0.0)
+        return layer.replace(output, flat.reshape(out.shape))
 
     return hook
 
@@ -68,7 +74,9 @@ class AblationCAM(BaseCAM):
     passes.
     """
 
-    name = "ablationcam"
+    constraints: ClassVar[dict[str, Sequence[Constraint]]] = {
+        "batch_size": [Integer(1), NoneValue()]
+    }
 
     def __init__(
         self,
@@ -76,35 +84,38 @@ class AblationCAM(BaseCAM):
         layer: str | nn.Module | None = None,
         *,
         relu: bool = True,
+        reshape: ReshapeLike = "auto",
         batch_size: int | None = None,
     ) -> None:
-        super().__init__(model, layer, relu=relu)
-        self.batch_size = (
-            None if batch_size is None else positive_int(batch_size, "batch_size", "AblationCAM")
-        )
+        super().__init__(model, layer, relu=relu, reshape=reshape)
+        self.batch_size: int | None
+        self._set(batch_size=batch_size)
 
     def _signed_map(
-        self, x: torch.Tensor, name: str, layer: nn.Module, target: TargetLike
-    ) -> tuple[torch.Tensor, Target, torch.Tensor]:
+        self, x: torch.Tensor, layer: LayerRef, target: TargetLike
+    ) -> tuple[torch.Tensor, ResolvedTarget, torch.Tensor]:
         n = x.shape[0]
         samples = torch.arange(n)
         with torch.no_grad():
-            with capture(layer, name, grad=False) as cap:
+            with capture([layer], grad=False) as cap:
                 output = self.model(x)
             resolved = resolve_target(target, output, n)
             scores = resolved.scores(output, samples)
-            A = cap.value
+            value = cap.value()
+            shape = resolve_reshape(self.reshape, self.model, x, layer, value)
+            A = shape(value)
+            positions = shape.positions(tuple(value.shape[1:]))  # (C, h*w)
             k = A.shape[1]
-            copy_bytes = A[0].numel() * A.element_size()
+            copy_bytes = value[0].numel() * value.element_size()
             chunk = self.batch_size or max(1, min(k, AUTO_BYTES // max(copy_bytes, 1)))
             try:
-                ablated = self._ablate_after_layer(x, layer, resolved, k, chunk)
+                ablated = self._ablate_after_layer(x, layer, positions, resolved, chunk)
             except RuntimeError:
                 # The network after the layer combines it with an earlier tensor in a way
                 # that does not broadcast over copies (e.g. a concatenation): run it whole.
                 input_bytes = x[0].numel() * x.element_size()
                 chunk = self.batch_size or max(1, min(64, AUTO_BYTES // max(input_bytes, 1)))
-                ablated = self._ablate_whole(x, layer, resolved, k, chunk)
+                ablated = self._ablate_whole(x, layer, positions, resolved, chunk)
         y = scores.float().cpu()
         tiny = torch.finfo(torch.float32).tiny
         denominator = torch.where(y == 0, torch.full_like(y, tiny), y)
@@ -113,33 +124,44 @@ class AblationCAM(BaseCAM):
         return signed, resolved, scores
 
     def _ablate_after_layer(
-        self, x: torch.Tensor, layer: nn.Module, target: Target, k: int, chunk: int
+        self,
+        x: torch.Tensor,
+        layer: LayerRef,
+        positions: torch.Tensor,
+        target: ResolvedTarget,
+        chunk: int,
     ) -> torch.Tensor:
         """(N, C) ablated scores; the network before the layer runs once per chunk of
         ``chunk`` channels of each sample."""
+        k = positions.shape[0]
         ablated = torch.empty(x.shape[0], k, dtype=torch.float32)
         for i in range(x.shape[0]):
             for start in range(0, k, chunk):
                 channels = torch.arange(start, min(start + chunk, k))
-                hook = _zero_channels(channels.to(x.device), copies=True)
-                with forward_hooks([(layer, hook)]):
+                hook = _zero_channels(layer, positions[channels], copies=True)
+                with forward_hooks([(layer.module, hook)]):
                     out = self.model(x[i : i + 1])
                 rows = torch.full((len(channels),), i)
                 ablated[i, channels] = target.scores(out, rows).float().cpu()
         return ablated
 
     def _ablate_whole(
-        self, x: torch.Tensor, layer: nn.Module, target: Target, k: int, chunk: int
+        self,
+        x: torch.Tensor,
+        layer: LayerRef,
+        positions: torch.Tensor,
+        target: ResolvedTarget,
+        chunk: int,
     ) -> torch.Tensor:
         """(N, C) ablated scores, running the whole network on every ablated copy."""
-        n = x.shape[0]
+        n, k = x.shape[0], positions.shape[0]
         rows = torch.arange(n).repeat_interleave(k)
         channels = torch.arange(k).repeat(n)
         ablated = torch.empty(n * k, dtype=torch.float32)
         for start in range(0, n * k, chunk):
             stop = min(start + chunk, n * k)
-            hook = _zero_channels(channels[start:stop].to(x.device), copies=False)
-            with forward_hooks([(layer, hook)]):
+            hook = _zero_channels(layer, positions[channels[start:stop]], copies=False)
+            with forward_hooks([(layer.module, hook)]):
                 out = self.model(x[rows[start:stop]])
             ablated[start:stop] = target.scores(out, rows[start:stop]).float().cpu()
         return ablated.reshape(n, k)

@@ -10,8 +10,11 @@ import torch
 from torch import nn
 
 from xai.cam.base import BaseCAM
-from xai.cam.hooks import capture, forward_hooks
-from xai.cam.targets import Target, TargetLike, resolve_target
+from xai.core.capture import capture
+from xai.core.errors import XAIValueError
+from xai.core.hooks import forward_hooks
+from xai.core.layers import LayerRef
+from xai.core.targets import ResolvedTarget, TargetLike, logits_of, resolve_target
 
 __all__ = ["CAM"]
 
@@ -39,11 +42,9 @@ class CAM(BaseCAM):
     points to Grad-CAM, which needs no such head.
     """
 
-    name = "cam"
-
     def _signed_map(
-        self, x: torch.Tensor, name: str, layer: nn.Module, target: TargetLike
-    ) -> tuple[torch.Tensor, Target, torch.Tensor]:
+        self, x: torch.Tensor, layer: LayerRef, target: TargetLike
+    ) -> tuple[torch.Tensor, ResolvedTarget, torch.Tensor]:
         linear_calls: list[tuple[nn.Linear, torch.Tensor, torch.Tensor]] = []
 
         def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
@@ -51,19 +52,15 @@ class CAM(BaseCAM):
                 linear_calls.append((module, inputs[0].detach().clone(), output))
 
         linears = [(m, record) for m in self.model.modules() if isinstance(m, nn.Linear)]
-        with torch.no_grad(), capture(layer, name, grad=False) as cap, forward_hooks(linears):
+        with torch.no_grad(), capture([layer], grad=False) as cap, forward_hooks(linears):
             output = self.model(x)
         resolved = resolve_target(target, output, x.shape[0])
-        if resolved.fn is not None:
-            raise ValueError(
-                "CAM weights the maps by the head's row for one class, and a callable "
-                "target names no class. Pass target=None, an int or one int per sample, "
-                "or use method='gradcam', which differentiates any score."
-            )
+        classes = resolved.class_indices("CAM")
         scores = resolved.scores(output, torch.arange(x.shape[0]))
-        weights = self._head_weights(cap.value, name, output, linear_calls)
-        w = weights[resolved.classes.to(weights.device)]  # (N, C)
-        signed = torch.einsum("nc,nchw->nhw", w, cap.value.float())
+        maps = cap.maps(self.model, x, self.reshape)
+        weights = self._head_weights(maps, layer.name, logits_of(output), linear_calls)
+        w = weights[classes.to(weights.device)]  # (N, C)
+        signed = torch.einsum("nc,nchw->nhw", w, maps.float())
         return signed, resolved, scores
 
     @staticmethod
@@ -80,7 +77,7 @@ class CAM(BaseCAM):
         )
         heads = [call for call in linear_calls if call[2] is output]
         if not isinstance(output, torch.Tensor) or not heads:
-            raise ValueError(
+            raise XAIValueError(
                 "CAM needs a global-average-pooling head: the model's output must be the "
                 "output of a torch.nn.Linear applied to the pooled feature maps, and this "
                 "model's output is not." + fix
@@ -89,7 +86,7 @@ class CAM(BaseCAM):
         pooled = maps.float().mean(dim=(2, 3))
         features = head_input.float().reshape(head_input.shape[0], -1)
         if features.shape != pooled.shape:
-            raise ValueError(
+            raise XAIValueError(
                 f"CAM needs the Linear head's input to be the global average of layer "
                 f"{name!r}: the head takes {features.shape[1]} features, the layer has "
                 f"{pooled.shape[1]} channels." + fix
@@ -97,7 +94,7 @@ class CAM(BaseCAM):
         eps = torch.finfo(head_input.dtype).eps
         tol = 64 * eps * max(1.0, float(pooled.abs().max()))
         if not torch.allclose(features, pooled, rtol=64 * eps, atol=tol):
-            raise ValueError(
+            raise XAIValueError(
                 f"CAM needs the Linear head's input to be the global average of layer "
                 f"{name!r}, and it is not (largest difference "
                 f"{float((features - pooled).abs().max()):.3g}); pass layer=None for the "

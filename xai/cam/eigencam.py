@@ -10,8 +10,10 @@ import torch
 from torch import nn
 
 from xai.cam.base import BaseCAM
-from xai.cam.hooks import capture
-from xai.cam.targets import Target, TargetLike, resolve_target
+from xai.core.capture import capture
+from xai.core.layers import LayerRef
+from xai.core.reshape import ReshapeLike
+from xai.core.targets import ResolvedTarget, TargetLike, resolve_target
 
 __all__ = ["EigenCAM"]
 
@@ -34,22 +36,25 @@ class EigenCAM(BaseCAM):
     the maps are not mean-centred. Only the thin SVD (``full_matrices=False``) is computed.
     """
 
-    name = "eigencam"
-
     def __init__(
-        self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = False
+        self,
+        model: nn.Module,
+        layer: str | nn.Module | None = None,
+        *,
+        relu: bool = False,
+        reshape: ReshapeLike = "auto",
     ) -> None:
-        super().__init__(model, layer, relu=relu)
+        super().__init__(model, layer, relu=relu, reshape=reshape)
 
     def _signed_map(
-        self, x: torch.Tensor, name: str, layer: nn.Module, target: TargetLike
-    ) -> tuple[torch.Tensor, Target, torch.Tensor]:
+        self, x: torch.Tensor, layer: LayerRef, target: TargetLike
+    ) -> tuple[torch.Tensor, ResolvedTarget, torch.Tensor]:
         n = x.shape[0]
-        with torch.no_grad(), capture(layer, name, grad=False) as cap:
+        with torch.no_grad(), capture([layer], grad=False) as cap:
             output = self.model(x)
         resolved = resolve_target(target, output, n)
         scores = resolved.scores(output, torch.arange(n)).detach()
-        A = cap.value.float()
+        A = cap.maps(self.model, x, self.reshape).float()
         _, _, h, w = A.shape
         M = A.flatten(2).transpose(1, 2)  # (N, hw, C)
         U, S, _ = torch.linalg.svd(M, full_matrices=False)

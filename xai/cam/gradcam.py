@@ -27,8 +27,6 @@ class GradCAM(GradientCAM):
     layer, $\alpha^c_k = w^c_k / (hw)$, so Grad-CAM equals CAM divided by ``h*w``.
     """
 
-    name = "gradcam"
-
     def _combine(self, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
         alpha = G.mean(dim=(2, 3), keepdim=True)
         return (alpha * A).sum(dim=1)

@@ -32,8 +32,6 @@ class GradCAMPlusPlus(GradientCAM):
     divided by $\exp(S^c)$ and ``maps`` are identical.
     """
 
-    name = "gradcam++"
-
     def _combine(self, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
         g2 = G.pow(2)
         g3 = G.pow(3)

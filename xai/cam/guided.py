@@ -15,9 +15,11 @@ from torch import nn
 
 from xai.cam.base import Explainer, RawResult
 from xai.cam.gradcam import GradCAM
-from xai.cam.hooks import forward_hooks
-from xai.cam.maps import upsample
-from xai.cam.targets import Target, TargetLike, resolve_target
+from xai.core.errors import XAIValueError
+from xai.core.hooks import forward_hooks
+from xai.core.maps import upsample
+from xai.core.reshape import ReshapeLike
+from xai.core.targets import ResolvedTarget, TargetLike, resolve_target
 
 __all__ = ["GuidedBackprop", "GuidedGradCAM", "guided_gradients"]
 
@@ -41,8 +43,8 @@ def _guide(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor
 
 
 def guided_gradients(
-    model: nn.Module, x: torch.Tensor, target: TargetLike
-) -> tuple[torch.Tensor, Target, torch.Tensor]:
+    model: nn.Module, x: torch.Tensor, target: TargetLike | ResolvedTarget
+) -> tuple[torch.Tensor, ResolvedTarget, torch.Tensor]:
     """The guided input gradient (N, C, H, W), the resolved target and the scores (N,).
 
     Only ``torch.nn.ReLU`` modules are guided: a ``torch.nn.functional.relu`` called
@@ -62,7 +64,7 @@ def guided_gradients(
         resolved = resolve_target(target, output, x.shape[0])
         scores = resolved.scores(output, torch.arange(x.shape[0]))
         if not scores.requires_grad:
-            raise ValueError(
+            raise XAIValueError(
                 "the target score does not depend on the input through autograd (the "
                 "model or the target callable detaches it)."
             )
@@ -82,14 +84,15 @@ class GuidedBackprop(Explainer):
     ``Explanation.layer`` is ``None``.
     """
 
-    name = "guided-backprop"
-
-    def __init__(self, model: nn.Module, layer: None = None) -> None:
+    def __init__(
+        self, model: nn.Module, layer: None = None, *, reshape: ReshapeLike = "auto"
+    ) -> None:
         super().__init__(model)
-        if layer is not None:
-            raise ValueError(
-                "guided-backprop explains the input pixels and takes no layer; pass "
-                "layer=None (or use 'guided-gradcam', whose Grad-CAM part takes a layer)."
+        if layer is not None or (reshape is not None and reshape != "auto"):
+            raise XAIValueError(
+                "guided-backprop explains the input pixels and takes no layer and no "
+                "reshape; pass layer=None (or use 'guided-gradcam', whose Grad-CAM part "
+                "takes a layer and a reshape)."
             )
 
     def _explain(self, x: torch.Tensor, target: TargetLike) -> RawResult:
@@ -118,16 +121,19 @@ class GuidedGradCAM(Explainer):
     explained at once, each sample for its own target.
     """
 
-    name = "guided-gradcam"
-
-    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: str | nn.Module | None = None,
+        *,
+        reshape: ReshapeLike = "auto",
+    ) -> None:
         super().__init__(model)
-        self._gradcam = GradCAM(model, layer)
+        self._gradcam = GradCAM(model, layer, reshape=reshape)
 
     def _explain(self, x: torch.Tensor, target: TargetLike) -> RawResult:
         cam = self._gradcam._explain(x, target)
-        same = cam.target.fn if cam.target.fn is not None else cam.target.classes.tolist()
-        grads, _, _ = guided_gradients(self.model, x, same)
+        grads, _, _ = guided_gradients(self.model, x, cam.target)
         heat = upsample(cam.raw.float(), (x.shape[2], x.shape[3]))
         product = grads.float() * heat[:, None].to(grads.device)
         return RawResult(

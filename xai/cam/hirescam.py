@@ -28,7 +28,5 @@ class HiResCAM(GradientCAM):
     $\alpha^c_k$, and HiResCAM equals Grad-CAM exactly.
     """
 
-    name = "hirescam"
-
     def _combine(self, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
         return (G * A).sum(dim=1)

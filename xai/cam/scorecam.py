@@ -6,14 +6,19 @@ Explanations for Convolutional Neural Networks", CVPR Workshops.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import ClassVar
+
 import torch
 from torch import nn
 
-from xai.cam._options import positive_int
 from xai.cam.base import BaseCAM
-from xai.cam.hooks import capture
-from xai.cam.maps import minmax, upsample
-from xai.cam.targets import Target, TargetLike, resolve_target
+from xai.core.capture import capture
+from xai.core.layers import LayerRef
+from xai.core.maps import minmax, upsample
+from xai.core.reshape import ReshapeLike
+from xai.core.targets import ResolvedTarget, TargetLike, resolve_target
+from xai.core.validate import Boolean, Constraint, Integer, NoneValue, Real
 
 __all__ = ["ScoreCAM"]
 
@@ -47,7 +52,12 @@ class ScoreCAM(BaseCAM):
     Cost: ``N * C`` extra forward passes (C = the layer's channels), chunked.
     """
 
-    name = "scorecam"
+    constraints: ClassVar[dict[str, Sequence[Constraint]]] = {
+        "batch_size": [Integer(1)],
+        "softmax": [Boolean()],
+        "baseline": [Real(), NoneValue()],
+        "channel_softmax": [Boolean()],
+    }
 
     def __init__(
         self,
@@ -55,28 +65,35 @@ class ScoreCAM(BaseCAM):
         layer: str | nn.Module | None = None,
         *,
         relu: bool = True,
+        reshape: ReshapeLike = "auto",
         batch_size: int = 64,
         softmax: bool = True,
         baseline: float | None = 0.0,
         channel_softmax: bool = False,
     ) -> None:
-        super().__init__(model, layer, relu=relu)
-        self.batch_size = positive_int(batch_size, "batch_size", "ScoreCAM")
-        self.softmax = bool(softmax)
-        self.baseline = None if baseline is None else float(baseline)
-        self.channel_softmax = bool(channel_softmax)
+        super().__init__(model, layer, relu=relu, reshape=reshape)
+        self.batch_size: int
+        self.softmax: bool
+        self.baseline: float | None
+        self.channel_softmax: bool
+        self._set(
+            batch_size=batch_size,
+            softmax=softmax,
+            baseline=baseline,
+            channel_softmax=channel_softmax,
+        )
 
     def _signed_map(
-        self, x: torch.Tensor, name: str, layer: nn.Module, target: TargetLike
-    ) -> tuple[torch.Tensor, Target, torch.Tensor]:
+        self, x: torch.Tensor, layer: LayerRef, target: TargetLike
+    ) -> tuple[torch.Tensor, ResolvedTarget, torch.Tensor]:
         n, _, height, width = x.shape
         samples = torch.arange(n)
         with torch.no_grad():
-            with capture(layer, name, grad=False) as cap:
+            with capture([layer], grad=False) as cap:
                 output = self.model(x)
             resolved = resolve_target(target, output, n)
             scores = resolved.scores(output, samples)
-            A = cap.value
+            A = cap.maps(self.model, x, self.reshape)
             k = A.shape[1]
             flat = A.reshape(n * k, A.shape[2], A.shape[3])
             rows = samples.repeat_interleave(k)

@@ -27,8 +27,6 @@ class XGradCAM(GradientCAM):
     nothing; the paper leaves that 0/0 undefined.
     """
 
-    name = "xgradcam"
-
     def _combine(self, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
         total = A.sum(dim=(2, 3), keepdim=True)
         numerator = (A * G).sum(dim=(2, 3), keepdim=True)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from xai import __version__, registry
+from xai.core.errors import XAIError
 
 __all__ = ["main"]
 
@@ -96,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except (ValueError, TypeError, OSError) as error:
+    except (XAIError, OSError) as error:
+        # Only xai's own refusals (and the system's file errors: a missing file, a full
+        # disk) become one line; any other exception is a bug and shows its traceback.
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"xai: error: {message}", file=sys.stderr)
         return 2

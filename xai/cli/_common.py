@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from xai.core.errors import XAIValueError
+
 if TYPE_CHECKING:
     import torch
 
@@ -65,9 +67,9 @@ def _config(text: str | None) -> dict[str, Any] | None:
         raw = source.read_text() if text.endswith(".json") and source.is_file() else text
         config = json.loads(raw)
     except ValueError as error:
-        raise ValueError(f"--config: not valid JSON ({error})") from None
+        raise XAIValueError(f"--config: not valid JSON ({error})") from None
     if not isinstance(config, dict):
-        raise ValueError(f"--config: expected a JSON object of arguments; got {config!r}")
+        raise XAIValueError(f"--config: expected a JSON object of arguments; got {config!r}")
     return config
 
 
@@ -106,7 +108,7 @@ def dummy_input(loaded: LoadedModel, override: tuple[int, int, int] | None) -> t
 
     channels, size = input_size(loaded, override)
     if channels is None or size is None:
-        raise ValueError(f"the input size of {loaded.spec} is unknown; pass --input-size C,H,W")
-    from xai.cam.targets import prepare_inputs
+        raise XAIValueError(f"the input size of {loaded.spec} is unknown; pass --input-size C,H,W")
+    from xai.core.inputs import prepare_inputs
 
     return prepare_inputs(loaded.model, torch.zeros(1, channels, *size))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xai import registry
+from xai.core.errors import XAIOSError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,7 +52,7 @@ def _display(rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
 
 def _display_map(explanation: Explanation, size: tuple[int, int]) -> np.ndarray:
     """The raw map resized once, bilinearly, to the drawing size, then min-max scaled."""
-    from xai.cam.maps import minmax, upsample
+    from xai.core.maps import minmax, upsample
 
     return minmax(upsample(explanation.raw[:1].float(), size))[0].numpy()
 
@@ -63,7 +64,7 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
 
     ok, encoded = cv2.imencode(".png", rgb[:, :, ::-1])
     if not ok:
-        raise OSError(f"cannot encode {path}")
+        raise XAIOSError(f"cannot encode {path}")
     atomic_write_bytes(path, encoded.tobytes())
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from xai import registry
 from xai.cli._common import add_model_options, input_size, load
 from xai.cli._output import Item, table, versions, write_item
+from xai.core.errors import XAIValueError
 
 if TYPE_CHECKING:
     import torch
@@ -82,7 +83,7 @@ def parse_methods(text: str) -> list[str]:
         return list(registry.methods())
     names = [part for part in (p.strip() for p in text.split(",")) if part]
     if not names:
-        raise ValueError("--method: give a method name, e.g. gradcam (see `xai methods`)")
+        raise XAIValueError("--method: give a method name, e.g. gradcam (see `xai methods`)")
     return list(dict.fromkeys(registry.resolve_name(name) for name in names))
 
 
@@ -99,7 +100,7 @@ def parse_target(text: str, class_names: Sequence[str]) -> int | None:
     if re.fullmatch(r"[+-]?\d+", value):
         index = int(value)
         if not 0 <= index < count:
-            raise ValueError(
+            raise XAIValueError(
                 f"--target {value} is out of range: the model has {count} classes, 0..{count - 1}"
             )
         return index
@@ -109,7 +110,7 @@ def parse_target(text: str, class_names: Sequence[str]) -> int | None:
     close = difflib.get_close_matches(_key(value), keys, n=1, cutoff=0.5)
     hint = f" Did you mean {class_names[keys.index(close[0])]!r}?" if close else ""
     listed = ", ".join(class_names) if count <= 20 else f"{count} classes (see `xai classes`)"
-    raise ValueError(
+    raise XAIValueError(
         f"--target {value!r} is not a class of this model.{hint} Use top1, an index "
         f"0..{count - 1} or a name: {listed}"
     )
@@ -117,10 +118,10 @@ def parse_target(text: str, class_names: Sequence[str]) -> int | None:
 
 def check_layer(model: Any, layer: str) -> None:
     """An unknown layer name -> one line with the nearest valid names."""
-    from xai.cam.layers import nearest_layers
+    from xai.core.layers import nearest_layers
 
     if layer not in dict(model.named_modules(remove_duplicate=False)):
-        raise ValueError(
+        raise XAIValueError(
             f"--layer {layer!r} is not a layer of this model; nearest: "
             f"{', '.join(nearest_layers(model, layer, n=4))} (list them with `xai layers`)"
         )
@@ -171,7 +172,7 @@ def _class_names(loaded: LoadedModel, count: int) -> list[str]:
     if names is None:
         return [f"class {i}" for i in range(count)]
     if len(names) != count:
-        raise ValueError(
+        raise XAIValueError(
             f"the model returns {count} scores but names {len(names)} classes; its card "
             f"or class_names attribute does not match it"
         )
@@ -186,12 +187,12 @@ def _forward(model: Any, x: torch.Tensor) -> torch.Tensor:
             logits = model(x)
         except RuntimeError as error:
             first = str(error).strip().splitlines()[0]
-            raise ValueError(
+            raise XAIValueError(
                 f"the model cannot take inputs of shape {tuple(x.shape[1:])} ({first}); "
                 f"pass --input-size C,H,W"
             ) from None
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-        raise ValueError(
+        raise XAIValueError(
             "the model must return (N, classes) scores for `xai explain`; wrap it in a "
             "factory that returns such a model"
         )
@@ -209,7 +210,7 @@ def _process(
     import torch
 
     import xai
-    from xai.cam.targets import prepare_inputs
+    from xai.core.inputs import prepare_inputs
     from xai.images import read_image, to_input
     from xai.training.progress import ProgressBar
 
@@ -264,9 +265,9 @@ def run(args: argparse.Namespace) -> int:
 
     methods = parse_methods(args.method)
     if not 0.0 <= args.alpha <= 1.0:
-        raise ValueError(f"--alpha must be between 0 and 1; got {args.alpha}")
+        raise XAIValueError(f"--alpha must be between 0 and 1; got {args.alpha}")
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1; got {args.batch_size}")
+        raise XAIValueError(f"--batch-size must be at least 1; got {args.batch_size}")
     paths = find_images(args.images)
     from xai.viz.overlay import resolve_colormap
 
@@ -274,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable_dir(args.out)  # made only when the first file is written
     loaded = load(args)
     if loaded.kind == "torchscript":
-        raise ValueError(
+        raise XAIValueError(
             f"--model {loaded.spec} is TorchScript: its layers run as compiled code that "
             f"no hook can see, so no map can be computed. Save model.state_dict() and pass "
             f"--arch, or pass package.module:factory"

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from xai.cli._common import add_model_options, dummy_input, load
+from xai.core.errors import XAIValueError
 
 __all__ = ["add_parsers", "classes", "layers", "samples"]
 
@@ -52,7 +53,7 @@ def add_parsers(commands: Any) -> None:
 def _model(args: argparse.Namespace) -> Any:
     loaded = load(args)
     if loaded.kind == "torchscript":
-        raise ValueError(
+        raise XAIValueError(
             f"--model {loaded.spec} is TorchScript: its layers run as compiled code that "
             f"no hook can see; load the Python model (state_dict + --arch, or a factory)"
         )
@@ -62,14 +63,17 @@ def _model(args: argparse.Namespace) -> Any:
 def layers(args: argparse.Namespace) -> int:
     from torch import nn
 
-    from xai.cam.layers import find_default_layer, trace
+    from xai.core.default_layer import default_layer
+    from xai.core.state import evaluation_mode
+    from xai.core.trace import trace
 
     loaded = _model(args)
     x = dummy_input(loaded, args.input_size)
     calls, _ = trace(loaded.model, x)
     try:
-        default = find_default_layer(loaded.model, x)[0]
-    except ValueError:
+        with evaluation_mode(loaded.model):
+            default = default_layer(loaded.model, x).name
+    except XAIValueError:
         default = None
     rows = [("layer", "type", "output (C x H x W)")]
     seen = set()
@@ -84,7 +88,7 @@ def layers(args: argparse.Namespace) -> int:
         mark = "  <- default" if call.name == default else ""
         rows.append((call.name, type(call.module).__name__, shape + mark))
     if len(rows) == 1:
-        raise ValueError(
+        raise XAIValueError(
             f"{loaded.spec} has no layer returning (N, C, H, W) feature maps for an input "
             f"of {tuple(x.shape[1:])}; CAM methods need convolutional layers"
         )

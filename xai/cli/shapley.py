@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from xai.core.errors import XAIValueError
+
 __all__ = ["add_parser", "run"]
 
 HELP = """examples:
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     plot: Path | None = args.plot
     if plot is not None:  # checked before any work, so a bad path costs nothing
         if plot.suffix.lower() != ".png":
-            raise ValueError(f"--plot {plot}: the picture is written as PNG; name a .png file")
+            raise XAIValueError(f"--plot {plot}: the picture is written as PNG; name a .png file")
         check_writable_dir(plot.parent, "--plot")
     game = (
         housing(exact=not args.float)

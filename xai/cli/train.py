@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from xai._files import atomic_write
+from xai.core.errors import XAIFileNotFoundError, XAIPermissionError
 
 __all__ = ["add_parser", "run"]
 
@@ -57,9 +58,9 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     if not out.parent.exists():
-        raise FileNotFoundError(f"--out: folder {out.parent} does not exist")
+        raise XAIFileNotFoundError(f"--out: folder {out.parent} does not exist")
     if not os.access(out.parent, os.W_OK):
-        raise PermissionError(f"--out: folder {out.parent} is not writable")
+        raise XAIPermissionError(f"--out: folder {out.parent} is not writable")
 
     import numpy as np
     import torch

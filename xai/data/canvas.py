@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from xai.core.errors import XAITypeError, XAIValueError
 from xai.data.datasets import load
 from xai.data.splits import stratified_subsample
 
@@ -74,17 +75,17 @@ def _items(items: Any) -> np.ndarray:
     if array.ndim == 4 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim != 3:
-        raise ValueError(
+        raise XAIValueError(
             f"items must be (N, h, w) or (N, 1, h, w) single-channel images; got shape "
             f"{array.shape}. Stack them into one array (RGB is not supported)."
         )
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
-        raise TypeError(f"items must be uint8 or real numbers; got dtype {array.dtype}")
+        raise XAITypeError(f"items must be uint8 or real numbers; got dtype {array.dtype}")
     array = array.astype(np.float32)
     if array.size and (not np.isfinite(array).all() or array.min() < 0 or array.max() > 1):
-        raise ValueError(
+        raise XAIValueError(
             f"float items must lie in [0, 1]; got values in [{array.min():g}, {array.max():g}]. "
             f"Divide 0-255 images by 255 (or pass them as uint8)."
         )
@@ -124,17 +125,17 @@ def paste(
     label_array = np.asarray(labels)
     n, h, w = array.shape
     if label_array.shape != (n,) or not np.issubdtype(label_array.dtype, np.integer):
-        raise ValueError(
+        raise XAIValueError(
             f"labels must be {n} integers, one per item; got shape {label_array.shape} of "
             f"dtype {label_array.dtype}"
         )
     if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < max(h, w):
-        raise ValueError(
+        raise XAIValueError(
             f"size must be an int at least the item's height and width ({h} x {w}) so the "
             f"item fits; got size={size!r}. Use size >= {max(h, w)}."
         )
     if isinstance(threshold, bool) or not 0.0 <= float(threshold) < 1.0:
-        raise ValueError(f"threshold must be in [0, 1); got {threshold!r}")
+        raise XAIValueError(f"threshold must be in [0, 1); got {threshold!r}")
     rng = np.random.default_rng(seed)
     tops = rng.integers(0, size - h + 1, n)
     lefts = rng.integers(0, size - w + 1, n)
@@ -177,7 +178,7 @@ def load_canvas(
     data = load(name, root, split)
     if count is not None:
         if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= len(data):
-            raise ValueError(f"count must be an int in 1..{len(data)} (or None); got {count!r}")
+            raise XAIValueError(f"count must be an int in 1..{len(data)} (or None); got {count!r}")
         data = data.subset(stratified_subsample(data.labels, count / len(data), seed))
     pasted = paste(data.images, data.labels, size=size, seed=seed, threshold=threshold)
     return replace(pasted, class_names=data.class_names)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from xai.core.errors import XAIFileNotFoundError, XAIValueError
 from xai.data.idx import read_idx, read_npz
 from xai.data.splits import stratified_subsample, train_val_split
 
@@ -49,7 +50,7 @@ def _name(name: str) -> str:
     key = name.strip().lower().replace("_", "-")
     key = {"fashion": "fashion-mnist", "fashionmnist": "fashion-mnist"}.get(key, key)
     if key not in CLASS_NAMES:
-        raise ValueError(f"unknown data set {name!r}; known: {', '.join(CLASS_NAMES)}")
+        raise XAIValueError(f"unknown data set {name!r}; known: {', '.join(CLASS_NAMES)}")
     return key
 
 
@@ -78,7 +79,7 @@ def find_root(name: str) -> Path:
         if _files(key, root, "train") or _files(key, root, "test"):
             return root
     hint = " (Debian: apt-get install dataset-fashion-mnist)" if key == "fashion-mnist" else ""
-    raise FileNotFoundError(
+    raise XAIFileNotFoundError(
         f"{key} not found in {', '.join(str(c) for c in candidates)}{hint}; pass the folder "
         f"that holds its files, or set XAI_DATA."
     )
@@ -127,7 +128,7 @@ def load(name: str, root: str | Path | None = None, split: str = "train") -> Dat
     """
     key = _name(name)
     if split not in _IDX_PREFIX:
-        raise ValueError(f"split must be 'train' or 'test'; got {split!r}")
+        raise XAIValueError(f"split must be 'train' or 'test'; got {split!r}")
     folder = Path(root) if root is not None else find_root(key)
     files = _files(key, folder, split)
     if files is None:
@@ -137,22 +138,22 @@ def load(name: str, root: str | Path | None = None, split: str = "train") -> Dat
             else f"{_IDX_PREFIX[split]}-images-idx3-ubyte[.gz] and "
             f"{_IDX_PREFIX[split]}-labels-idx1-ubyte[.gz]"
         )
-        raise FileNotFoundError(f"{folder}: no {key} {split} files ({expected})")
+        raise XAIFileNotFoundError(f"{folder}: no {key} {split} files ({expected})")
     read = read_npz if key == "kmnist" else read_idx
     images, labels = read(files[0]), read(files[1])
     if images.ndim != 3 or labels.ndim != 1:
-        raise ValueError(
+        raise XAIValueError(
             f"{files[0].name} must hold (N, H, W) images and {files[1].name} (N,) labels; "
             f"got {images.shape} and {labels.shape}"
         )
     if len(images) != len(labels):
-        raise ValueError(
+        raise XAIValueError(
             f"size mismatch: {files[0].name} holds {len(images):,} images but "
             f"{files[1].name} {len(labels):,} labels"
         )
     classes = CLASS_NAMES[key]
     if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
-        raise ValueError(f"{files[1].name}: labels outside 0..{len(classes) - 1}")
+        raise XAIValueError(f"{files[1].name}: labels outside 0..{len(classes) - 1}")
     return Dataset(key, split, images.astype(np.uint8), labels.astype(np.int64), classes)
 
 
@@ -179,7 +180,7 @@ def splits(
     (coursework often uses 0.1); validation is ``val_fraction`` of the kept training data.
     """
     if isinstance(fraction, bool) or not 0.0 < float(fraction) <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1]; got {fraction!r}")
+        raise XAIValueError(f"fraction must be in (0, 1]; got {fraction!r}")
     train_all = load(name, root, "train")
     test = load(name, root, "test")
     if fraction < 1.0:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from xai.core.errors import XAIFileNotFoundError, XAIValueError
+
 __all__ = ["read_idx", "read_npz"]
 
 _TYPES: dict[int, np.dtype[Any]] = {
@@ -29,13 +31,13 @@ _TYPES: dict[int, np.dtype[Any]] = {
 
 def _bytes(path: Path) -> bytes:
     if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
+        raise XAIFileNotFoundError(f"no such file: {path}")
     data = path.read_bytes()
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError) as error:
-            raise ValueError(f"{path}: a corrupt or truncated gzip file ({error})") from None
+            raise XAIValueError(f"{path}: a corrupt or truncated gzip file ({error})") from None
     return data
 
 
@@ -48,26 +50,26 @@ def read_idx(path: str | Path) -> np.ndarray:
     path = Path(path)
     data = _bytes(path)
     if len(data) < 4:
-        raise ValueError(f"{path}: truncated IDX file ({len(data)} bytes, no header)")
+        raise XAIValueError(f"{path}: truncated IDX file ({len(data)} bytes, no header)")
     if data[0] != 0 or data[1] != 0 or data[2] not in _TYPES:
-        raise ValueError(
+        raise XAIValueError(
             f"{path}: not an IDX file: magic number {data[:4].hex(' ')}, expected "
             f"00 00 08 0N for unsigned bytes (MNIST, Fashion-MNIST)"
         )
     dtype, ndim = _TYPES[data[2]], data[3]
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise ValueError(f"{path}: truncated IDX header ({len(data)} of {header} bytes)")
+        raise XAIValueError(f"{path}: truncated IDX header ({len(data)} of {header} bytes)")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     found = len(data) - header
     if found < expected:
-        raise ValueError(
+        raise XAIValueError(
             f"{path}: truncated IDX file: its header says {shape} ({expected:,} bytes of "
             f"data), the file holds {found:,}"
         )
     if found > expected:
-        raise ValueError(
+        raise XAIValueError(
             f"{path}: size mismatch: its header says {shape} ({expected:,} bytes of data), "
             f"the file holds {found:,}"
         )
@@ -82,17 +84,17 @@ def read_npz(path: str | Path) -> np.ndarray:
     """Read KMNIST's ``.npz`` files: one array, stored as ``arr_0``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
+        raise XAIFileNotFoundError(f"no such file: {path}")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if len(archive.files) != 1:
-                raise ValueError(f"{path}: expected one array (arr_0), found {archive.files}")
+                raise XAIValueError(f"{path}: expected one array (arr_0), found {archive.files}")
             return archive[archive.files[0]]
     except (zipfile.BadZipFile, OSError, EOFError) as error:
-        raise ValueError(f"{path}: not a readable .npz file ({error})") from None
+        raise XAIValueError(f"{path}: not a readable .npz file ({error})") from None
     except ValueError as error:
         if "pickled" not in str(error):
             raise
-        raise ValueError(
+        raise XAIValueError(
             f"{path}: not a readable .npz file (not a zip archive; pickled data is never loaded)"
         ) from None

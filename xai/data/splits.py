@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from xai.core.errors import XAIValueError
+
 __all__ = ["stratified_subsample", "train_val_split"]
 
 
@@ -12,7 +14,7 @@ def _check_fraction(fraction: float, name: str, allow_one: bool) -> float:
     upper_ok = fraction <= 1.0 if allow_one else fraction < 1.0
     if not (fraction > 0.0 and upper_ok):
         bound = "(0, 1]" if allow_one else "(0, 1)"
-        raise ValueError(f"{name} must be in {bound}; got {fraction}")
+        raise XAIValueError(f"{name} must be in {bound}; got {fraction}")
     return fraction
 
 

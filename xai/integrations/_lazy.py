@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from xai.core.errors import XAIImportError
+
 __all__ = ["require"]
 
 
@@ -13,6 +15,6 @@ def require(module: str, package: str, requirement: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:  # pragma: no cover - shap and captum are core dependencies
-        raise ImportError(
+        raise XAIImportError(
             f"this needs the {package} package: pip install '{requirement}'"
         ) from None

@@ -22,10 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from xai.cam.layers import find_default_layer, resolve_layer
-from xai.cam.maps import minmax, upsample
-from xai.cam.state import evaluation_mode
-from xai.cam.targets import prepare_inputs, resolve_target
+from xai.core.default_layer import default_layer
+from xai.core.errors import XAIValueError
+from xai.core.inputs import prepare_inputs
+from xai.core.layers import resolve_layer
+from xai.core.maps import minmax, upsample
+from xai.core.state import evaluation_mode
+from xai.core.targets import resolve_target
 from xai.explanation import Explanation, ShapleyResult
 from xai.integrations._lazy import require
 
@@ -48,10 +51,9 @@ def _classes(model: nn.Module, x: torch.Tensor, target: Any) -> tuple[list[int],
     with torch.no_grad():
         output = model(x)
     resolved = resolve_target(target, output, x.shape[0])
-    if resolved.fn is not None:
-        raise ValueError("captum needs class targets: pass None, an int or N ints")
+    classes = resolved.class_indices("captum's attribution methods")
     scores = resolved.scores(output, torch.arange(x.shape[0])).float().cpu()
-    return resolved.classes.tolist(), scores
+    return classes.tolist(), scores
 
 
 def _image(
@@ -97,7 +99,13 @@ def integrated_gradients(
 
 
 def _layer(model: nn.Module, x: torch.Tensor, layer: str | nn.Module | None) -> tuple[str, Any]:
-    return find_default_layer(model, x) if layer is None else resolve_layer(model, layer)
+    ref = default_layer(model, x) if layer is None else resolve_layer(model, layer)
+    if ref.key is not None:
+        raise XAIValueError(
+            f"captum hooks a whole module; layer {ref.name!r} selects one tensor of its "
+            f"output, which captum cannot; pass a module that returns a tensor."
+        )
+    return ref.path, ref.module
 
 
 def layer_gradcam(
@@ -152,7 +160,7 @@ def _perturbation(
         )
     xt = torch.as_tensor(x)
     if xt.ndim != 1:
-        raise ValueError(
+        raise XAIValueError(
             f"x must be one tabular instance (n,) or images (N, C, H, W); got shape "
             f"{tuple(xt.shape)}"
         )

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from xai.core.errors import XAITypeError, XAIValueError
 from xai.explanation import Explanation, ShapleyResult
 from xai.integrations._lazy import require
 
@@ -72,7 +73,7 @@ def to_explanation(
         values = source.numpy().transpose(0, 2, 3, 1)[..., None]  # one output: (N,H,W,C,1)
         pixels = None if images is None else np.asarray(images).transpose(0, 2, 3, 1)
         return shap.Explanation(values=values, data=pixels, output_names=[result.method])
-    raise TypeError(f"expected a ShapleyResult or an Explanation; got {type(result).__name__}")
+    raise XAITypeError(f"expected a ShapleyResult or an Explanation; got {type(result).__name__}")
 
 
 # ----------------------------------------------------------------- tabular explainers
@@ -85,7 +86,7 @@ def _numpy_function(f: Callable[[Any], Any]) -> Callable[[np.ndarray], np.ndarra
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(f, torch.nn.Module):
         return lambda rows: np.asarray(f(rows), dtype=np.float64)
-    from xai.cam.state import evaluation_mode
+    from xai.core.state import evaluation_mode
 
     param = next(f.parameters(), None)
     dtype = param.dtype if param is not None else torch.float32
@@ -106,10 +107,10 @@ def _instance(x: Any, background: Any) -> tuple[np.ndarray, np.ndarray]:
         dtype=np.float64,
     )
     if xs.ndim != 1:
-        raise ValueError(f"x must be one instance of shape (n,); got shape {xs.shape}")
+        raise XAIValueError(f"x must be one instance of shape (n,); got shape {xs.shape}")
     bg = bg[None] if bg.ndim == 1 else bg
     if bg.ndim != 2 or bg.shape[1] != xs.shape[0]:
-        raise ValueError(
+        raise XAIValueError(
             f"background must have shape ({xs.shape[0]},) or (m, {xs.shape[0]}); got {bg.shape}"
         )
     return xs, bg
@@ -213,9 +214,9 @@ def _image_result(
     """An Explanation of signed (N, C, H, W) attributions; raw = their channel sum."""
     import torch
 
-    from xai.cam.maps import minmax
-    from xai.cam.state import evaluation_mode
-    from xai.cam.targets import resolve_target
+    from xai.core.maps import minmax
+    from xai.core.state import evaluation_mode
+    from xai.core.targets import resolve_target
 
     with torch.no_grad(), evaluation_mode(model):
         output = model(images)
@@ -237,15 +238,13 @@ def _image_result(
 def _targets(model: torch.nn.Module, images: torch.Tensor, target: Any) -> list[int]:
     import torch
 
-    from xai.cam.state import evaluation_mode
-    from xai.cam.targets import resolve_target
+    from xai.core.state import evaluation_mode
+    from xai.core.targets import resolve_target
 
     with torch.no_grad(), evaluation_mode(model):
         output = model(images)
     resolved = resolve_target(target, output, images.shape[0])
-    if resolved.fn is not None:
-        raise ValueError("shap's image explainers need class targets: pass an int or N ints")
-    return resolved.classes.tolist()
+    return resolved.class_indices("shap's image explainers").tolist()
 
 
 def shap_deep(
@@ -255,7 +254,7 @@ def shap_deep(
 
     See the module notes: only ``torch.nn`` modules get DeepLIFT rules.
     """
-    from xai.cam.state import evaluation_mode
+    from xai.core.state import evaluation_mode
 
     shap = _shap()
     classes = _targets(model, images, target)
@@ -276,7 +275,7 @@ def shap_gradient(
     seed: int | None = None,
 ) -> Explanation:
     """shap's ``GradientExplainer`` (expected gradients) for a batch of images."""
-    from xai.cam.state import evaluation_mode
+    from xai.core.state import evaluation_mode
 
     shap = _shap()
     classes = _targets(model, images, target)
@@ -302,7 +301,7 @@ def shap_partition(
     hierarchy), one class per image."""
     import torch
 
-    from xai.cam.state import evaluation_mode
+    from xai.core.state import evaluation_mode
 
     shap = _shap()
     classes = _targets(model, images, target)

@@ -12,6 +12,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import torch
 
+from xai.core.errors import XAITypeError, XAIValueError
 from xai.explanation import Explanation
 
 __all__ = [
@@ -41,32 +42,32 @@ def as_saliency(
         maps = torch.as_tensor(saliency)
         source = name
     else:
-        raise TypeError(
+        raise XAITypeError(
             f"{name} must be an xai.Explanation or an (N, H, W) tensor or array of maps; got "
             f"{type(saliency).__name__}. Pass e.g. xai.explain(model, x) or its .maps."
         )
     if maps.ndim != 3:
         fix = " Drop the channel axis, e.g. maps[:, 0]." if maps.ndim == 4 else ""
-        raise ValueError(
+        raise XAIValueError(
             f"{name} must have shape (N, H, W), one map per image; {source} has shape "
             f"{tuple(maps.shape)}.{fix}"
         )
     if maps.dtype == torch.bool or not (maps.is_floating_point() or _is_integer(maps)):
-        raise TypeError(f"{name} must hold real numbers; {source} has dtype {maps.dtype}.")
+        raise XAITypeError(f"{name} must hold real numbers; {source} has dtype {maps.dtype}.")
     maps = maps.detach().to("cpu", torch.float64)
     if n is not None and maps.shape[0] != n:
-        raise ValueError(
+        raise XAIValueError(
             f"{name} holds {maps.shape[0]} maps but there are {n} images; pass one map per "
             f"image, in the same order."
         )
     if size is not None and tuple(maps.shape[1:]) != tuple(size):
-        raise ValueError(
+        raise XAIValueError(
             f"{name} maps are {tuple(maps.shape[1:])} but the images are {tuple(size)} "
             f"(H, W); the metrics need maps at the input's resolution. Use Explanation.maps "
             f"(not .raw), or resize with torch.nn.functional.interpolate."
         )
     if maps.numel() and not torch.isfinite(maps).all():
-        raise ValueError(f"{name} contains NaN or infinite values; every map must be finite.")
+        raise XAIValueError(f"{name} contains NaN or infinite values; every map must be finite.")
     return maps
 
 
@@ -80,7 +81,7 @@ def explanation_targets(saliency: Any) -> torch.Tensor | None:
         return None
     targets = saliency.targets.to(torch.int64)
     if (targets < 0).any():
-        raise ValueError(
+        raise XAIValueError(
             "this Explanation was made with a callable target, so it names no class; pass "
             "target= (an int or one int per image) to the metric."
         )
@@ -95,7 +96,7 @@ def as_ground_truth(ground_truth: Any, n: int, size: tuple[int, int]) -> torch.T
     slice ``mask[y0:y1, x0:x1]`` does.
     """
     if not isinstance(ground_truth, torch.Tensor | np.ndarray):
-        raise TypeError(
+        raise XAITypeError(
             f"ground_truth must be (N, H, W) boolean masks or (N, 4) boxes (x0, y0, x1, y1) "
             f"as a tensor or array; got {type(ground_truth).__name__}."
         )
@@ -104,17 +105,17 @@ def as_ground_truth(ground_truth: Any, n: int, size: tuple[int, int]) -> torch.T
     if truth.ndim == 2 and truth.shape[1] == 4:
         return _boxes_to_masks(truth, n, height, width)
     if truth.ndim != 3:
-        raise ValueError(
+        raise XAIValueError(
             f"ground_truth must be (N, H, W) masks or (N, 4) boxes; got shape {tuple(truth.shape)}."
         )
     if truth.shape[0] != n or tuple(truth.shape[1:]) != (height, width):
-        raise ValueError(
+        raise XAIValueError(
             f"ground_truth masks are {tuple(truth.shape)} but the saliency maps are "
             f"{(n, height, width)}; pass one mask per map, at the maps' resolution."
         )
     if truth.dtype != torch.bool:
         if truth.is_complex() or not ((truth == 0) | (truth == 1)).all():
-            raise ValueError(
+            raise XAIValueError(
                 "ground_truth masks must be boolean (or hold only 0 and 1); threshold them "
                 "first, e.g. images[:, 0] > 0.05."
             )
@@ -124,20 +125,20 @@ def as_ground_truth(ground_truth: Any, n: int, size: tuple[int, int]) -> torch.T
 
 def _boxes_to_masks(boxes: torch.Tensor, n: int, height: int, width: int) -> torch.Tensor:
     if boxes.shape[0] != n:
-        raise ValueError(f"ground_truth has {boxes.shape[0]} boxes but there are {n} maps.")
+        raise XAIValueError(f"ground_truth has {boxes.shape[0]} boxes but there are {n} maps.")
     if boxes.dtype == torch.bool or boxes.is_complex():
-        raise TypeError(f"ground_truth boxes must be numbers; got dtype {boxes.dtype}.")
+        raise XAITypeError(f"ground_truth boxes must be numbers; got dtype {boxes.dtype}.")
     if boxes.is_floating_point() and (
         not torch.isfinite(boxes).all() or (boxes != boxes.round()).any()
     ):
-        raise ValueError(
+        raise XAIValueError(
             "ground_truth boxes must be whole pixel coordinates (x0, y0, x1, y1); round them first."
         )
     masks = torch.zeros(n, height, width, dtype=torch.bool)
     for i, box in enumerate(boxes.to(torch.int64).tolist()):
         x0, y0, x1, y1 = box
         if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-            raise ValueError(
+            raise XAIValueError(
                 f"ground_truth box {i} is {tuple(box)}; a box (x0, y0, x1, y1) needs "
                 f"0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height} (x1 and y1 are "
                 f"exclusive). Clip it to the image first."
@@ -149,7 +150,7 @@ def _boxes_to_masks(boxes: torch.Tensor, n: int, height: int, width: int) -> tor
 def check_nonnegative_float(value: Any, name: str) -> float:
     """``value`` as a finite float >= 0, or an error naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of pixels; got {type(value).__name__}.")
+        raise XAITypeError(f"{name} must be a number of pixels; got {type(value).__name__}.")
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0 (pixels); got {value}.")
+        raise XAIValueError(f"{name} must be a finite number >= 0 (pixels); got {value}.")
     return float(value)

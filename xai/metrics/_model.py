@@ -9,9 +9,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from xai.cam._options import positive_int
-from xai.cam.state import evaluation_mode
-from xai.cam.targets import TargetLike, prepare_inputs, resolve_target
+from xai.core.errors import XAITypeError, XAIValueError
+from xai.core.inputs import prepare_inputs
+from xai.core.state import evaluation_mode
+from xai.core.targets import TargetLike, resolve_target
+from xai.core.validate import positive_int
 
 __all__ = ["class_scores", "prepare", "resolve_classes"]
 
@@ -32,7 +34,7 @@ def resolve_classes(
     """One class per image: ``target`` if given, else ``default`` (an Explanation's
     targets), else each image's top-1 class. Validated against the model's output."""
     if callable(target) and not isinstance(target, torch.Tensor):
-        raise TypeError(
+        raise XAITypeError(
             "target must be None, an int or one int per image; a callable target is not "
             "supported here because the metrics score a class's softmax probability."
         )
@@ -71,7 +73,7 @@ def class_scores(
             output = model(rows)
             if not isinstance(output, torch.Tensor) or output.ndim != 2:
                 got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output)
-                raise ValueError(
+                raise XAIValueError(
                     f"the metrics need a model that returns (N, num_classes) scores; it "
                     f"returned {got}. Wrap the model so that it returns its logits."
                 )

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from xai.cam.targets import TargetLike
+from xai.core.errors import XAIValueError
+from xai.core.targets import TargetLike
 from xai.metrics._inputs import SaliencyLike, as_saliency, explanation_targets
 from xai.metrics._model import class_scores, prepare, resolve_classes
 
@@ -104,7 +105,7 @@ def average_drop(
     n, _, height, width = x.shape
     maps = as_saliency(saliency, n=n, size=(height, width))
     if maps.numel() and (maps.min() < 0 or maps.max() > 1):
-        raise ValueError(
+        raise XAIValueError(
             f"saliency maps must lie in [0, 1] to multiply the image; got values in "
             f"[{maps.min().item():.4g}, {maps.max().item():.4g}]. Use Explanation.maps or "
             f"min-max normalise each map first."

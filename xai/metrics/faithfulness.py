@@ -30,8 +30,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from xai.cam._options import positive_int
-from xai.cam.targets import TargetLike
+from xai.core.errors import XAITypeError, XAIValueError
+from xai.core.targets import TargetLike
+from xai.core.validate import positive_int
 from xai.metrics._inputs import SaliencyLike, as_saliency, explanation_targets
 from xai.metrics._model import class_scores, prepare, resolve_classes
 from xai.shapley.image_game import gaussian_blur
@@ -195,18 +196,18 @@ def perturbation_curve(
         ``mean_auc``.
     """
     if kind not in ("deletion", "insertion"):
-        raise ValueError(f"kind must be 'deletion' or 'insertion'; got {kind!r}.")
+        raise XAIValueError(f"kind must be 'deletion' or 'insertion'; got {kind!r}.")
     x, batch_size = prepare(model, images, batch_size)
     n, _, height, width = x.shape
     pixels = height * width
     steps = min(100, pixels) if steps is None else positive_int(steps, "steps", kind)
     if steps > pixels:
-        raise ValueError(
+        raise XAIValueError(
             f"steps must be at most the number of pixels H*W = {pixels}, so that every step "
             f"changes at least one pixel; got {steps}."
         )
     if not isinstance(softmax, bool):
-        raise TypeError(f"softmax must be True or False; got {softmax!r}.")
+        raise XAITypeError(f"softmax must be True or False; got {softmax!r}.")
     maps = as_saliency(saliency, n=n, size=(height, width))
     default = explanation_targets(saliency) if target is None else None
     classes = resolve_classes(model, x, target, default, batch_size)
@@ -251,13 +252,13 @@ def perturbation_curve(
 def _baseline(baseline: Any, x: torch.Tensor, blur_sigma: float | None) -> tuple[torch.Tensor, str]:
     """The (N, C, H, W) image each pixel is replaced by, and how to describe it."""
     if blur_sigma is not None and not (isinstance(baseline, str) and baseline == "blur"):
-        raise ValueError("blur_sigma is only used with baseline='blur'; leave it None.")
+        raise XAIValueError("blur_sigma is only used with baseline='blur'; leave it None.")
     if isinstance(baseline, torch.Tensor | np.ndarray):
         tensor = torch.as_tensor(baseline).detach().to(device=x.device, dtype=x.dtype)
         try:
             return torch.broadcast_to(tensor, x.shape), "tensor"
         except RuntimeError:
-            raise ValueError(
+            raise XAIValueError(
                 f"a baseline tensor must broadcast to the images' shape {tuple(x.shape)}, "
                 f"e.g. (C, H, W), (C, 1, 1) or (N, C, H, W); got {tuple(tensor.shape)}."
             ) from None
@@ -265,14 +266,14 @@ def _baseline(baseline: Any, x: torch.Tensor, blur_sigma: float | None) -> tuple
         if baseline == "blur":
             sigma = max(x.shape[2:]) / 8 if blur_sigma is None else blur_sigma
             if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not sigma > 0:
-                raise ValueError(f"blur_sigma must be a number > 0 (pixels); got {sigma!r}.")
+                raise XAIValueError(f"blur_sigma must be a number > 0 (pixels); got {sigma!r}.")
             blurred = torch.stack([gaussian_blur(image, float(sigma)) for image in x])
             return blurred, f"blur (sigma {float(sigma):g})"
         if baseline == "mean":
             return x.mean(dim=(2, 3), keepdim=True).expand_as(x), "mean"
     elif isinstance(baseline, int | float) and not isinstance(baseline, bool):
         return torch.full_like(x, float(baseline)), f"{float(baseline):g}"
-    raise ValueError(
+    raise XAIValueError(
         f"baseline must be a number, 'blur', 'mean' or a tensor that broadcasts to the "
         f"images; got {baseline!r}."
     )

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from xai.core.errors import XAIValueError
 from xai.metrics._inputs import SaliencyLike, as_ground_truth, as_saliency, check_nonnegative_float
 
 __all__ = ["EnergyResult", "PointingResult", "energy_pointing_game", "pointing_game"]
@@ -139,7 +140,7 @@ def pointing_game(
     """
     tolerance = check_nonnegative_float(tolerance, "tolerance")
     if ties not in ("all", "any", "first"):
-        raise ValueError(f"ties must be 'all', 'any' or 'first'; got {ties!r}.")
+        raise XAIValueError(f"ties must be 'all', 'any' or 'first'; got {ties!r}.")
     maps = as_saliency(saliency)
     n, height, width = maps.shape
     truth = as_ground_truth(ground_truth, n, (height, width))

@@ -25,8 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from xai.cam.state import evaluation_mode
-from xai.cam.targets import TargetLike
+from xai.core.errors import XAITypeError, XAIValueError
+from xai.core.state import evaluation_mode
+from xai.core.targets import TargetLike
 
 __all__ = ["SanityResult", "cascading_randomization", "spearman"]
 
@@ -59,7 +60,7 @@ def spearman(a: Any, b: Any) -> np.ndarray:
     x = np.asarray(torch.as_tensor(a).detach().cpu().double())
     y = np.asarray(torch.as_tensor(b).detach().cpu().double())
     if x.shape != y.shape or x.ndim < 2:
-        raise ValueError(
+        raise XAIValueError(
             f"spearman needs two batches of maps of one shape (N, H, W); got "
             f"{x.shape} and {y.shape}."
         )
@@ -172,7 +173,7 @@ def cascading_randomization(
     chosen = original.layer if layer is None else layer
     classes = original.targets
     if (classes < 0).any():
-        raise ValueError(
+        raise XAIValueError(
             "cascading_randomization needs one class per image; a callable target gives "
             "none. Pass class indices as target."
         )
@@ -183,13 +184,13 @@ def cascading_randomization(
     else:
         unknown = [name for name in layers if name not in modules]
         if unknown:
-            raise ValueError(
+            raise XAIValueError(
                 f"layers: no module named {', '.join(map(repr, unknown))} in the model; "
                 f"names come from model.named_modules()."
             )
         order = list(layers)
     if not order:
-        raise ValueError(
+        raise XAIValueError(
             "the model has no module with its own parameters and a reset_parameters() "
             "method to randomise; pass layers=[...] naming the modules to re-initialise."
         )
@@ -200,7 +201,7 @@ def cascading_randomization(
         for name in order:
             module = modules[name]
             if not hasattr(module, "reset_parameters"):
-                raise TypeError(
+                raise XAITypeError(
                     f"layers: module {name!r} ({type(module).__name__}) has no "
                     f"reset_parameters() to re-initialise it with."
                 )

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from xai.core.errors import XAIValueError
 from xai.models.normalize import Normalize
 
 __all__ = ["GAPCNN"]
@@ -69,26 +70,26 @@ class GAPCNN(nn.Module):
         self.class_names = self.input_size = self.card = None
         channels = tuple(int(c) for c in channels)
         if not channels or min(channels) < 1:
-            raise ValueError(
+            raise XAIValueError(
                 f"channels must be a non-empty sequence of positive ints; got {channels}"
             )
         pool_blocks = len(channels) - 1 if pool_blocks is None else int(pool_blocks)
         if not 0 <= pool_blocks <= len(channels) - 1:
-            raise ValueError(
+            raise XAIValueError(
                 f"pool_blocks must be between 0 and {len(channels) - 1} (blocks minus one); "
                 f"got {pool_blocks}"
             )
         if in_channels < 1 or num_classes < 1 or convs_per_block < 1:
-            raise ValueError(
+            raise XAIValueError(
                 f"in_channels, num_classes and convs_per_block must be >= 1; got "
                 f"{in_channels}, {num_classes}, {convs_per_block}"
             )
         if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd int; got {kernel_size}")
+            raise XAIValueError(f"kernel_size must be a positive odd int; got {kernel_size}")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {dropout}")
+            raise XAIValueError(f"dropout must be in [0, 1); got {dropout}")
         if (mean is None) != (std is None):
-            raise ValueError("give both mean and std for in-model normalisation, or neither")
+            raise XAIValueError("give both mean and std for in-model normalisation, or neither")
 
         self.config = {
             "in_channels": int(in_channels),

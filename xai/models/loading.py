@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from xai.core.errors import XAIFileNotFoundError, XAIPermissionError, XAIValueError
 from xai.models.infer import config_from_weights
 from xai.models.pretrained import available, model_card, pretrained
 from xai.models.registry import ARCHITECTURES, build
@@ -90,11 +91,11 @@ def load_model(
     elif _FACTORY.match(spec):
         loaded = _from_factory(spec)
     elif spec.endswith(".py") and Path(spec).is_file():
-        raise ValueError(f"--model {spec}: name the function that builds the model, {spec}:NAME")
+        raise XAIValueError(f"--model {spec}: name the function that builds the model, {spec}:NAME")
     elif Path(spec).is_dir():
-        raise ValueError(f"--model {spec} is a folder; name a model file")
+        raise XAIValueError(f"--model {spec} is a folder; name a model file")
     else:
-        raise FileNotFoundError(
+        raise XAIFileNotFoundError(
             f"--model {spec}: no such file, and not builtin:NAME (available: "
             f"{', '.join('builtin:' + n for n in available())}) or package.module:factory"
         )
@@ -105,7 +106,7 @@ def load_model(
 def _builtin(spec: str) -> LoadedModel:
     name = spec.partition(":")[2]
     if name not in available():
-        raise FileNotFoundError(
+        raise XAIFileNotFoundError(
             f"--model {spec}: no such built-in model; available: "
             f"{', '.join('builtin:' + n for n in available())}"
         )
@@ -126,7 +127,7 @@ def _size(value: Any) -> tuple[int, int, int] | None:
         return None
     size = tuple(int(v) for v in value)
     if len(size) != 3:
-        raise ValueError(f"an input size must be (C, H, W); got {value}")
+        raise XAIValueError(f"an input size must be (C, H, W); got {value}")
     return (size[0], size[1], size[2])
 
 
@@ -144,7 +145,9 @@ def _card_beside(path: Path) -> tuple[Path, dict[str, Any]] | None:
             try:
                 card = json.loads(candidate.read_text())
             except (ValueError, UnicodeDecodeError) as error:
-                raise ValueError(f"the model card {candidate} is not valid JSON: {error}") from None
+                raise XAIValueError(
+                    f"the model card {candidate} is not valid JSON: {error}"
+                ) from None
             if isinstance(card, dict) and "architecture" in card:
                 return candidate, card
     return None
@@ -166,7 +169,9 @@ def _from_file(
                 script = torch.jit.load(str(path), map_location="cpu")
             except (RuntimeError, ValueError) as error:
                 first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-                raise ValueError(f"--model {spec}: a broken TorchScript file ({first})") from None
+                raise XAIValueError(
+                    f"--model {spec}: a broken TorchScript file ({first})"
+                ) from None
             return LoadedModel(
                 script,
                 spec,
@@ -176,14 +181,14 @@ def _from_file(
                 details,
             )
         if not any(n.endswith("data.pkl") for n in names):
-            raise ValueError(
+            raise XAIValueError(
                 f"--model {spec} is a zip archive but not a PyTorch file (no data.pkl in it)"
             )
     else:
         with path.open("rb") as handle:
             head = handle.read(2)
         if not head.startswith(b"\x80"):
-            raise ValueError(
+            raise XAIValueError(
                 f"--model {spec} is not a PyTorch model file (neither torch.save output nor "
                 f"TorchScript); save one with torch.save(model.state_dict(), PATH)"
             )
@@ -191,11 +196,11 @@ def _from_file(
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if "unsupported global" not in str(error).lower():  # damaged, not a foreign object
-            raise ValueError(
+            raise XAIValueError(
                 f"--model {spec} is not a readable PyTorch file (the pickle inside is damaged)"
             ) from None
         if not trust_pickle:
-            raise PermissionError(
+            raise XAIPermissionError(
                 f"--model {spec} holds a pickled Python object (a whole model saved with "
                 f"torch.save(model, ...)); unpickling it can run any code in the file. "
                 f"Save model.state_dict() instead, or pass --trust-pickle if you trust "
@@ -203,7 +208,7 @@ def _from_file(
             ) from None
         content = _load_trusted(spec, path)
     except (RuntimeError, EOFError, KeyError, ValueError, OSError, IndexError) as error:
-        raise ValueError(
+        raise XAIValueError(
             f"--model {spec} is not a readable PyTorch file ({type(error).__name__}: "
             f"{str(error).strip().splitlines()[0] if str(error).strip() else 'no detail'})"
         ) from None
@@ -214,7 +219,7 @@ def _from_file(
         )
     state = _state_dict(content)
     if state is None:
-        raise ValueError(
+        raise XAIValueError(
             f"--model {spec} holds a {type(content).__name__}, not a model's state_dict "
             f"(a mapping of parameter names to tensors)"
         )
@@ -225,7 +230,7 @@ def _load_trusted(spec: str, path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # anything the pickled code raises
-        raise ValueError(
+        raise XAIValueError(
             f"--model {spec}: unpickling failed ({type(error).__name__}: {error}); the "
             f"classes it needs must be importable"
         ) from None
@@ -260,7 +265,7 @@ def _from_state_dict(
     architecture = card.get("architecture", {})
     name = arch or architecture.get("name")
     if name is None:
-        raise ValueError(
+        raise XAIValueError(
             f"--model {spec} is a state_dict: it holds weights but not the network. Name "
             f"the architecture with --arch ({', '.join(ARCHITECTURES)}), or use "
             f"package.module:factory for your own"
@@ -276,7 +281,7 @@ def _from_state_dict(
     except RuntimeError as error:
         problems = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
         first = problems[0] if problems else str(error)
-        raise ValueError(
+        raise XAIValueError(
             f"--model {spec}: the weights do not fit {name} with configuration "
             f"{json.dumps(dict(config))} ({first}); pass --config with the arguments it "
             f"was built with"
@@ -303,10 +308,10 @@ def _from_factory(spec: str) -> LoadedModel:
         if module_name.endswith(".py"):
             file = Path(module_name)
             if not file.is_file():
-                raise FileNotFoundError(f"--model {spec}: no such file {module_name}")
+                raise XAIFileNotFoundError(f"--model {spec}: no such file {module_name}")
             loader = importlib.util.spec_from_file_location(f"_xai_user_{file.stem}", file)
             if loader is None or loader.loader is None:
-                raise ValueError(f"--model {spec}: cannot import {module_name}")
+                raise XAIValueError(f"--model {spec}: cannot import {module_name}")
             module = importlib.util.module_from_spec(loader)
             loader.loader.exec_module(module)
         else:
@@ -316,25 +321,25 @@ def _from_factory(spec: str) -> LoadedModel:
     except (FileNotFoundError, ValueError):
         raise
     except ModuleNotFoundError as error:
-        raise FileNotFoundError(
+        raise XAIFileNotFoundError(
             f"--model {spec}: cannot import {module_name} ({error}); run from the folder "
             f"that holds it or install it"
         ) from None
     except Exception as error:  # the user's module failed while importing
-        raise ValueError(
+        raise XAIValueError(
             f"--model {spec}: importing {module_name} failed ({type(error).__name__}: {error})"
         ) from None
     factory = getattr(module, function_name, None)
     if not callable(factory):
-        raise ValueError(f"--model {spec}: {module_name} has no function {function_name}")
+        raise XAIValueError(f"--model {spec}: {module_name} has no function {function_name}")
     try:
         model = factory()
     except Exception as error:
-        raise ValueError(
+        raise XAIValueError(
             f"--model {spec}: {function_name}() failed ({type(error).__name__}: {error})"
         ) from None
     if not isinstance(model, nn.Module):
-        raise ValueError(
+        raise XAIValueError(
             f"--model {spec}: {function_name}() returned a {type(model).__name__}; it must "
             f"return a torch.nn.Module"
         )

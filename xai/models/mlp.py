@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from xai.core.errors import XAIValueError
 from xai.models.normalize import Normalize
 
 __all__ = ["MLP"]
@@ -51,14 +52,14 @@ class MLP(nn.Module):
         self.class_names = self.input_size = self.card = None
         hidden = tuple(int(h) for h in hidden)
         if in_features < 1 or num_classes < 1 or any(h < 1 for h in hidden):
-            raise ValueError(
+            raise XAIValueError(
                 f"in_features, num_classes and hidden widths must be >= 1; got "
                 f"{in_features}, {num_classes}, {hidden}"
             )
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {dropout}")
+            raise XAIValueError(f"dropout must be in [0, 1); got {dropout}")
         if (mean is None) != (std is None):
-            raise ValueError("give both mean and std for in-model normalisation, or neither")
+            raise XAIValueError("give both mean and std for in-model normalisation, or neither")
         self.config = {
             "in_features": int(in_features),
             "num_classes": int(num_classes),
@@ -85,7 +86,7 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.flatten(self.normalize(x))
         if x.shape[1] != self.in_features:
-            raise ValueError(
+            raise XAIValueError(
                 f"MLP expects {self.in_features} input features after flattening; got "
                 f"{x.shape[1]} (input shape {list(x.shape)}). Set in_features to C*H*W."
             )

@@ -5,6 +5,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from xai.core.errors import XAIValueError
+
 __all__ = ["Normalize"]
 
 
@@ -28,12 +30,12 @@ class Normalize(nn.Module):
         mean_t = torch.as_tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1)
         std_t = torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1)
         if mean_t.numel() != std_t.numel() and 1 not in (mean_t.numel(), std_t.numel()):
-            raise ValueError(
+            raise XAIValueError(
                 f"mean and std must have one value per channel (or one in all); got "
                 f"{mean_t.numel()} and {std_t.numel()} values."
             )
         if bool((std_t <= 0).any()):
-            raise ValueError(f"std must be positive; got {std_t.flatten().tolist()}")
+            raise XAIValueError(f"std must be positive; got {std_t.flatten().tolist()}")
         self.register_buffer("mean", mean_t)
         self.register_buffer("std", std_t)
 

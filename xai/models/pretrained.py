@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from xai.core.errors import XAIOSError, XAITypeError, XAIValueError
 from xai.models.gapcnn import GAPCNN
 from xai.models.mlp import MLP
 from xai.models.registry import build
@@ -31,7 +32,7 @@ def _weights_dir() -> Path:
 def _stem(name: str) -> str:
     key = name.strip().lower()
     if key not in _FILES:
-        raise ValueError(f"unknown pretrained model {name!r}; available: {', '.join(_FILES)}")
+        raise XAIValueError(f"unknown pretrained model {name!r}; available: {', '.join(_FILES)}")
     return _FILES[key]
 
 
@@ -51,7 +52,7 @@ def pretrained(name: str = "fashion-mnist") -> GAPCNN | MLP:
     card = model_card(name)
     model = build(card["architecture"]["name"], card["architecture"]["config"])
     if not isinstance(model, GAPCNN | MLP):
-        raise TypeError(f"the card of {name!r} names an unknown architecture")
+        raise XAITypeError(f"the card of {name!r} names an unknown architecture")
     state = torch.load(_weights_dir() / card["weights"], map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.eval()
@@ -79,7 +80,7 @@ def sample_batch(name: str = "fashion-mnist") -> tuple[torch.Tensor, torch.Tenso
     for index, (_, path) in enumerate(sample_images(name)):
         pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if pixels is None:
-            raise OSError(f"cannot read the sample image {path}")
+            raise XAIOSError(f"cannot read the sample image {path}")
         images.append(torch.from_numpy(pixels).float()[None] / 255)
         labels.append(index)
     return torch.stack(images), torch.tensor(labels)

@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from xai.core.errors import XAIValueError
 from xai.models.gapcnn import GAPCNN
 from xai.models.mlp import MLP
 
@@ -24,8 +25,8 @@ def build(name: str, config: Mapping[str, Any] | None = None) -> nn.Module:
     """
     key = name.strip().lower()
     if key not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {name!r}; built-in: {', '.join(ARCHITECTURES)}")
+        raise XAIValueError(f"unknown architecture {name!r}; built-in: {', '.join(ARCHITECTURES)}")
     try:
         return ARCHITECTURES[key](**dict(config or {}))
     except TypeError as error:
-        raise ValueError(f"bad configuration for {key}: {error}") from None
+        raise XAIValueError(f"bad configuration for {key}: {error}") from None

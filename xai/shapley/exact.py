@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from xai.core.errors import XAITypeError, XAIValueError
 from xai.explanation import ShapleyResult
 from xai.shapley.game import FunctionGame, Game, coalition_masks
 from xai.shapley.tables import TableGame, to_fraction
@@ -42,7 +43,7 @@ def as_game(
     """Wrap a mapping, a table file or a value function as a ``Game``."""
     if isinstance(game, Game):
         if feature_names is not None and tuple(feature_names) != game.feature_names:
-            raise ValueError(
+            raise XAIValueError(
                 f"feature_names {list(feature_names)} disagree with the game's "
                 f"{list(game.feature_names)}; name the players when building the game"
             )
@@ -51,7 +52,7 @@ def as_game(
         return TableGame(game, feature_names)
     if callable(game):
         return FunctionGame(game, feature_names, n_features)
-    raise TypeError(
+    raise XAITypeError(
         f"game must be a mapping of coalition values, a table file, a value function on "
         f"(k, n) boolean masks, or an xai.shapley game; got {type(game).__name__}"
     )
@@ -130,7 +131,7 @@ def _evaluate_all(game: Game, chunk: int) -> np.ndarray:
             dtype = object if out.dtype == object else np.float64
             v = np.empty((total, *out.shape[1:]), dtype=dtype)
         elif out.shape[1:] != v.shape[1:]:
-            raise ValueError(
+            raise XAIValueError(
                 f"the game returned values of shape {out.shape[1:]} for some coalitions and "
                 f"{v.shape[1:]} for others"
             )
@@ -184,7 +185,7 @@ def exact_shapley(
     if n > max_features:
         per = g.evaluations_per_coalition
         cost = f" ({(1 << n) * per:,} model evaluations, {per:,} per coalition)" if per > 1 else ""
-        raise ValueError(
+        raise XAIValueError(
             f"exact Shapley values over n = {n} features need all 2^{n} = {1 << n:,} "
             f"coalitions{cost}; the cap is max_features={max_features}. Pass "
             f"max_features={n} to run it anyway, or estimate with "
@@ -192,7 +193,7 @@ def exact_shapley(
         )
     chunk = int(chunk_size or g.preferred_chunk)
     if chunk < 1:
-        raise ValueError(f"chunk_size must be a positive int; got {chunk_size!r}")
+        raise XAIValueError(f"chunk_size must be a positive int; got {chunk_size!r}")
     v = _evaluate_all(g, chunk)
     if exact is None:
         exact = v.dtype == object

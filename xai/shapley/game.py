@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from xai.core.errors import XAITypeError, XAIValueError
+
 __all__ = ["FunctionGame", "Game", "coalition_index", "coalition_masks"]
 
 
@@ -32,12 +34,12 @@ def _names(feature_names: Sequence[str] | None, n: int | None, what: str) -> tup
     if feature_names is not None:
         names = tuple(str(name) for name in feature_names)
         if n is not None and len(names) != n:
-            raise ValueError(f"{what}: got {len(names)} feature names for {n} features")
+            raise XAIValueError(f"{what}: got {len(names)} feature names for {n} features")
         if len(set(names)) != len(names):
-            raise ValueError(f"{what}: feature names must be unique; got {list(names)}")
+            raise XAIValueError(f"{what}: feature names must be unique; got {list(names)}")
         return names
     if n is None:
-        raise ValueError(
+        raise XAIValueError(
             f"{what}: the number of players is unknown; pass feature_names=[...] or n_features=N."
         )
     return tuple(f"x{i}" for i in range(n))
@@ -52,7 +54,7 @@ class Game(ABC):
     def __init__(self, feature_names: Sequence[str]) -> None:
         self.feature_names = tuple(feature_names)
         if not self.feature_names:
-            raise ValueError("a game needs at least one player (feature)")
+            raise XAIValueError("a game needs at least one player (feature)")
 
     @property
     def n(self) -> int:
@@ -76,12 +78,12 @@ class Game(ABC):
     def __call__(self, masks: np.ndarray) -> np.ndarray:
         masks = np.asarray(masks, dtype=bool)
         if masks.ndim != 2 or masks.shape[1] != self.n:
-            raise ValueError(
+            raise XAIValueError(
                 f"coalitions must be a (k, {self.n}) boolean array; got shape {masks.shape}"
             )
         out = np.asarray(self.value(masks))
         if out.ndim not in (1, 2) or out.shape[0] != masks.shape[0]:
-            raise ValueError(
+            raise XAIValueError(
                 f"{type(self).__name__} must return ({masks.shape[0]},) or "
                 f"({masks.shape[0]}, outputs) values for {masks.shape[0]} coalitions; got "
                 f"shape {out.shape}"
@@ -108,7 +110,7 @@ class FunctionGame(Game):
         n_features: int | None = None,
     ) -> None:
         if not callable(fn):
-            raise TypeError(f"fn must be callable on (k, n) masks; got {type(fn).__name__}")
+            raise XAITypeError(f"fn must be callable on (k, n) masks; got {type(fn).__name__}")
         super().__init__(_names(feature_names, n_features, "FunctionGame"))
         self.fn = fn
 

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xai.cam.state import evaluation_mode
+from xai.core.errors import XAITypeError, XAIValueError
+from xai.core.state import evaluation_mode
 from xai.shapley.game import Game
 
 __all__ = ["ImagePatchGame", "gaussian_blur"]
@@ -71,20 +72,20 @@ class ImagePatchGame(Game):
         batch_size: int = 256,
     ) -> None:
         if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+            raise XAITypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
         if not isinstance(image, torch.Tensor):
-            raise TypeError(f"image must be a (C, H, W) tensor; got {type(image).__name__}")
+            raise XAITypeError(f"image must be a (C, H, W) tensor; got {type(image).__name__}")
         if image.ndim == 4 and image.shape[0] == 1:
             image = image[0]
         if image.ndim != 3 or not image.is_floating_point():
-            raise ValueError(
+            raise XAIValueError(
                 f"image must be a floating (C, H, W) tensor; got {image.dtype} of shape "
                 f"{tuple(image.shape)}"
             )
         rows, cols = (int(g) for g in grid)
         _, height, width = image.shape
         if not (1 <= rows <= height and 1 <= cols <= width):
-            raise ValueError(f"grid must be between (1, 1) and {(height, width)}; got {grid}")
+            raise XAIValueError(f"grid must be between (1, 1) and {(height, width)}; got {grid}")
         self.model = model
         param = next(model.parameters(), None)
         device = param.device if param is not None else image.device
@@ -110,7 +111,7 @@ class ImagePatchGame(Game):
     def _baseline(self, baseline: Any, patch_side: float) -> torch.Tensor:
         if isinstance(baseline, torch.Tensor):
             if baseline.shape != self.image.shape:
-                raise ValueError(
+                raise XAIValueError(
                     f"a baseline tensor must match the image's shape {tuple(self.image.shape)}"
                     f"; got {tuple(baseline.shape)}"
                 )
@@ -121,7 +122,7 @@ class ImagePatchGame(Game):
             return self.image.mean(dim=(1, 2), keepdim=True).expand_as(self.image).clone()
         if isinstance(baseline, int | float) and not isinstance(baseline, bool):
             return torch.full_like(self.image, float(baseline))
-        raise ValueError(
+        raise XAIValueError(
             f"baseline must be 'blur', 'mean', a number or a (C, H, W) tensor; got {baseline!r}"
         )
 
@@ -143,12 +144,14 @@ class ImagePatchGame(Game):
         if callable(self.target):
             return self.target(output).detach()
         if not isinstance(output, torch.Tensor) or output.ndim != 2:
-            raise ValueError(
+            raise XAIValueError(
                 "an int target needs a model that returns (B, classes) scores; pass "
                 "target=callable(output) -> (B,) scores"
             )
         if not 0 <= self.target < output.shape[1]:
-            raise ValueError(f"target {self.target} is out of range for {output.shape[1]} classes")
+            raise XAIValueError(
+                f"target {self.target} is out of range for {output.shape[1]} classes"
+            )
         logits = torch.softmax(output.float(), dim=1) if self.softmax else output
         return logits[:, self.target]
 
@@ -156,5 +159,5 @@ class ImagePatchGame(Game):
         """Spread per-patch values (n,) over the pixels: an (H, W) map."""
         values = np.asarray(values, dtype=np.float64)
         if values.shape[0] != self.n:
-            raise ValueError(f"expected {self.n} patch values; got {values.shape[0]}")
+            raise XAIValueError(f"expected {self.n} patch values; got {values.shape[0]}")
         return values[self.patch_of_pixel.cpu().numpy()]

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from xai.core.errors import XAITypeError, XAIValueError
 from xai.shapley.game import Game, _names
 
 __all__ = ["ModelGame"]
@@ -58,7 +59,7 @@ class ModelGame(Game):
         batch_size: int = 1 << 16,
     ) -> None:
         if not callable(f):
-            raise TypeError(f"f must be callable on (rows, n) inputs; got {type(f).__name__}")
+            raise XAITypeError(f"f must be callable on (rows, n) inputs; got {type(f).__name__}")
         self.f = f
         self.torch = _is_tensor(x) or _is_tensor(background) or _is_module(f)
         if self.torch:
@@ -70,7 +71,7 @@ class ModelGame(Game):
                 self.x = self.x.astype(np.float64)
             self.background = self.background.astype(self.x.dtype)
         if self.x.ndim != 1:
-            raise ValueError(
+            raise XAIValueError(
                 f"x must be one instance of shape (n,); got shape {tuple(self.x.shape)}. "
                 f"Explain one row at a time."
             )
@@ -78,11 +79,11 @@ class ModelGame(Game):
             self.background = self.background[None]
         n = self.x.shape[0]
         if self.background.ndim != 2 or self.background.shape[1] != n or not len(self.background):
-            raise ValueError(
+            raise XAIValueError(
                 f"background must have shape ({n},) or (m, {n}); got {tuple(self.background.shape)}"
             )
         if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+            raise XAIValueError(f"batch_size must be a positive int; got {batch_size!r}")
         self.batch_size = int(batch_size)
         if not self.torch:
             self._x_tiled = np.tile(self.x, len(self.background))
@@ -133,7 +134,7 @@ class ModelGame(Game):
     def _block_torch(self, masks: np.ndarray, m: int) -> np.ndarray:
         import torch
 
-        from xai.cam.state import evaluation_mode
+        from xai.core.state import evaluation_mode
 
         k, n = masks.shape
         mask = torch.as_tensor(masks, device=self.x.device)
@@ -150,7 +151,7 @@ class ModelGame(Game):
 
     def _mean(self, out: np.ndarray, k: int, m: int) -> np.ndarray:
         if out.ndim not in (1, 2) or out.shape[0] != k * m:
-            raise ValueError(
+            raise XAIValueError(
                 f"f must return (rows,) or (rows, outputs) for {k * m} input rows; got shape "
                 f"{out.shape}"
             )

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from xai.core.errors import XAIValueError
 from xai.explanation import ShapleyResult
 from xai.shapley.exact import GameLike, as_game
 from xai.shapley.game import Game
@@ -27,7 +28,7 @@ __all__ = ["kernel_shap", "permutation_shapley"]
 
 def _positive(value: int, name: str) -> int:
     if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
+        raise XAIValueError(f"{name} must be a positive int; got {value!r}")
     return int(value)
 
 
@@ -197,7 +198,7 @@ def _solve(z: np.ndarray, y: np.ndarray, total: np.ndarray) -> np.ndarray:
         A_inv_b = np.linalg.solve(A, b)
         A_inv_1 = np.linalg.solve(A, ones)
     except np.linalg.LinAlgError:
-        raise ValueError(
+        raise XAIValueError(
             "too few KernelSHAP samples to identify every feature's value (singular "
             "system); raise n_samples"
         ) from None

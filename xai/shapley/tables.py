@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from xai.core.errors import XAIFileNotFoundError, XAITypeError, XAIValueError
 from xai.shapley.game import Game, coalition_index
 
 __all__ = ["TableGame", "housing", "to_fraction"]
@@ -28,14 +29,14 @@ def to_fraction(value: Any) -> Fraction:
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, bool):
-        raise TypeError(f"a coalition value must be a number; got the bool {value}")
+        raise XAITypeError(f"a coalition value must be a number; got the bool {value}")
     if isinstance(value, int | Decimal):
         return Fraction(value)
     if isinstance(value, float):
         return Fraction(repr(value))
     if isinstance(value, str):
         return Fraction(value.strip())
-    raise TypeError(f"a coalition value must be a number; got {type(value).__name__} {value!r}")
+    raise XAITypeError(f"a coalition value must be a number; got {type(value).__name__} {value!r}")
 
 
 def _members(key: Key) -> tuple[Any, ...]:
@@ -43,7 +44,7 @@ def _members(key: Key) -> tuple[Any, ...]:
         return (key,)
     if isinstance(key, Iterable):
         return tuple(key)
-    raise TypeError(
+    raise XAITypeError(
         f"a coalition must be a tuple or frozenset of feature indices or names; got "
         f"{type(key).__name__} {key!r}"
     )
@@ -79,7 +80,7 @@ class TableGame(Game):
             table, names_in_file, self.description = _read(Path(table))
             feature_names = feature_names or names_in_file
         if not isinstance(table, Mapping):
-            raise TypeError(
+            raise XAITypeError(
                 f"table must be a mapping from coalitions to values or a file path; got "
                 f"{type(table).__name__}"
             )
@@ -95,14 +96,16 @@ class TableGame(Game):
             for member in members:
                 i = _position(member, position, n)
                 if number >> i & 1:
-                    raise ValueError(f"coalition {members!r} names feature {member!r} twice")
+                    raise XAIValueError(f"coalition {members!r} names feature {member!r} twice")
                 number |= 1 << i
             if values[number] is not None:
-                raise ValueError(f"coalition {self._describe(number)} appears twice in the table")
+                raise XAIValueError(
+                    f"coalition {self._describe(number)} appears twice in the table"
+                )
             values[number] = to_fraction(value) if exact else _to_float(value)
         missing = [s for s, value in enumerate(values) if value is None]
         if missing:
-            raise ValueError(
+            raise XAIValueError(
                 f"coalition {self._describe(missing[0])} is missing: a table game on {n} "
                 f"features needs all 2^{n} = {1 << n} coalitions, and {len(missing)} of "
                 f"them are absent"
@@ -119,20 +122,20 @@ class TableGame(Game):
 
 def _to_float(value: Any) -> float:
     if isinstance(value, bool | np.bool_):
-        raise TypeError(f"a coalition value must be a number; got the bool {value}")
+        raise XAITypeError(f"a coalition value must be a number; got the bool {value}")
     if not isinstance(value, Number | str | np.generic):
-        raise TypeError(f"a coalition value must be a number; got {type(value).__name__}")
+        raise XAITypeError(f"a coalition value must be a number; got {type(value).__name__}")
     return float(value)  # type: ignore[arg-type]
 
 
 def _position(member: Any, position: dict[str, int], n: int) -> int:
     if isinstance(member, int | np.integer) and not isinstance(member, bool):
         if not 0 <= member < n:
-            raise ValueError(f"feature index {member} is out of range for {n} features")
+            raise XAIValueError(f"feature index {member} is out of range for {n} features")
         return int(member)
     if member in position:
         return position[member]
-    raise ValueError(f"unknown feature {member!r}; the features are {list(position)}")
+    raise XAIValueError(f"unknown feature {member!r}; the features are {list(position)}")
 
 
 def _feature_names(
@@ -141,14 +144,14 @@ def _feature_names(
     if feature_names is not None:
         names = tuple(str(n) for n in feature_names)
         if len(set(names)) != len(names):
-            raise ValueError(f"feature names must be unique; got {list(names)}")
+            raise XAIValueError(f"feature names must be unique; got {list(names)}")
         return names
     members = [m for c, _ in sorted(coalitions, key=lambda c: len(c[0])) for m in c]
     if all(isinstance(m, int | np.integer) and not isinstance(m, bool) for m in members):
         n = max((int(m) for m in members), default=-1) + 1
         return tuple(f"x{i}" for i in range(n))
     if any(not isinstance(m, str) for m in members):
-        raise ValueError(
+        raise XAIValueError(
             "coalitions mix feature indices and names; pass feature_names=[...] to say "
             "which index is which name"
         )
@@ -157,14 +160,14 @@ def _feature_names(
 
 def _read(path: Path) -> tuple[dict[tuple[Any, ...], Any], list[str], str]:
     if not path.is_file():
-        raise FileNotFoundError(f"no coalition table at {path}")
+        raise XAIFileNotFoundError(f"no coalition table at {path}")
     if path.suffix.lower() == ".json":
         data = json.loads(path.read_text())
         try:
             names = [str(n) for n in data["features"]]
             table = {tuple(row["coalition"]): row["value"] for row in data["values"]}
         except (KeyError, TypeError) as error:
-            raise ValueError(
+            raise XAIValueError(
                 f"{path}: a coalition table in JSON needs 'features' (a list of names) and "
                 f"'values' (a list of {{'coalition': [...], 'value': v}}); missing {error}"
             ) from None
@@ -173,7 +176,7 @@ def _read(path: Path) -> tuple[dict[tuple[Any, ...], Any], list[str], str]:
         with path.open(newline="") as handle:
             rows = list(csv.reader(handle))
         if not rows or rows[0][-1].strip() != "value":
-            raise ValueError(
+            raise XAIValueError(
                 f"{path}: a coalition table in CSV needs a header of feature names and a "
                 f"last column named 'value'"
             )
@@ -181,13 +184,13 @@ def _read(path: Path) -> tuple[dict[tuple[Any, ...], Any], list[str], str]:
         table = {}
         for line, row in enumerate(rows[1:], start=2):
             if len(row) != len(names) + 1 or any(c.strip() not in ("0", "1") for c in row[:-1]):
-                raise ValueError(
+                raise XAIValueError(
                     f"{path}:{line}: expected {len(names)} columns of 0/1 and a value; got {row}"
                 )
             members = tuple(n for n, c in zip(names, row, strict=False) if c.strip() == "1")
             table[members] = row[-1].strip()
         return table, names, ""
-    raise ValueError(f"{path}: coalition tables are read from .json or .csv files")
+    raise XAIValueError(f"{path}: coalition tables are read from .json or .csv files")
 
 
 def housing(*, exact: bool | None = None) -> TableGame:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xai.cam.state import evaluation_mode
+from xai.core.state import evaluation_mode
 
 __all__ = ["Evaluation", "evaluate", "predict"]
 

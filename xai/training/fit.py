@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xai.core.errors import XAITypeError, XAIValueError
 from xai.training.progress import ProgressBar
 
 __all__ = ["EpochRecord", "TrainResult", "fit"]
@@ -56,14 +57,14 @@ def _tensors(data: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(data, tuple | list) and len(data) == 2:
         x, y = data
         return torch.as_tensor(x).float(), torch.as_tensor(y).long()
-    raise TypeError(
+    raise XAITypeError(
         f"{what} must be an xai.data.Dataset or an (images, labels) pair; got {type(data).__name__}"
     )
 
 
 def _check(value: Any, name: str, kind: type, low: float) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
-        raise ValueError(f"{name} must be a number >= {low}; got {value!r}")
+        raise XAIValueError(f"{name} must be a number >= {low}; got {value!r}")
     return kind(value)
 
 
@@ -125,11 +126,11 @@ def fit(
     patience = _check(patience, "patience", int, 0)
     lr = _check(lr, "lr", float, 0)
     if schedule not in ("constant", "onecycle"):
-        raise ValueError(f"schedule must be 'constant' or 'onecycle'; got {schedule!r}")
+        raise XAIValueError(f"schedule must be 'constant' or 'onecycle'; got {schedule!r}")
     x, y = _tensors(train, "train")
     xv, yv = _tensors(val, "val")
     if len(x) == 0 or len(xv) == 0:
-        raise ValueError("train and val must both hold at least one sample")
+        raise XAIValueError("train and val must both hold at least one sample")
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     generator = torch.Generator().manual_seed(seed)

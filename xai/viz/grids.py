@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from xai._files import atomic_write
+from xai.core.errors import XAITypeError, XAIValueError
 from xai.viz._mpl import pyplot
 from xai.viz.overlay import _to_numpy, colorize, overlay, to_rgb
 
@@ -127,7 +128,7 @@ def _one_map(saliency: Any, name: str) -> np.ndarray:
     if array.ndim == 3 and array.shape[0] == 1:  # one sample of Explanation.maps[i:i+1]
         array = array[0]
     if array.ndim != 2:
-        raise ValueError(
+        raise XAIValueError(
             f"the map of {name!r} must be (H, W) (one sample); received shape {array.shape}"
         )
     return array
@@ -163,11 +164,11 @@ def method_grid(
         The figure (close it, or write it with ``save_figure``).
     """
     if not isinstance(maps, Mapping) or not maps:
-        raise ValueError("maps must be a non-empty mapping from method name to (H, W) map")
+        raise XAIValueError("maps must be a non-empty mapping from method name to (H, W) map")
     subtitles = dict(subtitles or {})
     unknown = sorted(set(subtitles) - set(maps))
     if unknown:
-        raise ValueError(
+        raise XAIValueError(
             f"subtitles for {', '.join(map(repr, unknown))}, which are not in maps "
             f"({', '.join(map(repr, maps))})"
         )
@@ -254,19 +255,19 @@ def class_grid(
         methods = (methods,)
     methods = list(methods)
     if not methods:
-        raise ValueError("methods must name at least one method, e.g. ('cam', 'gradcam')")
+        raise XAIValueError("methods must name at least one method, e.g. ('cam', 'gradcam')")
     images = torch.as_tensor(images)
     if images.ndim != 4:
-        raise ValueError(
+        raise XAIValueError(
             f"images must be a (N, C, H, W) batch; received shape {tuple(images.shape)}"
         )
     label_array = _to_numpy(labels).reshape(-1)
     if label_array.shape[0] != images.shape[0]:
-        raise ValueError(
+        raise XAIValueError(
             f"{images.shape[0]} images but {label_array.shape[0]} labels; give one label per image"
         )
     if label_array.size and not np.issubdtype(label_array.dtype, np.integer):
-        raise TypeError(f"labels must be class indices (ints); received {label_array.dtype}")
+        raise XAITypeError(f"labels must be class indices (ints); received {label_array.dtype}")
     label_array = label_array.astype(np.int64)
 
     known = class_names if class_names is not None else getattr(model, "class_names", None)
@@ -278,13 +279,13 @@ def class_grid(
     names = _names(model, class_names, classes)
     outside = sorted({int(v) for v in label_array if not 0 <= v < classes})
     if outside:
-        raise ValueError(f"labels {outside} are outside the {classes} classes 0..{classes - 1}")
+        raise XAIValueError(f"labels {outside} are outside the {classes} classes 0..{classes - 1}")
 
     picked = [
         int(np.flatnonzero(label_array == c)[0]) for c in range(classes) if (label_array == c).any()
     ]
     if not picked:
-        raise ValueError("no image to show: images and labels are empty")
+        raise XAIValueError("no image to show: images and labels are empty")
     missing = [names[c] for c in range(classes) if not (label_array == c).any()]
     batch = images[picked]
     truth = label_array[picked]

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from xai.core.errors import XAITypeError, XAIValueError
+
 __all__ = ["colorize", "colormaps", "overlay", "resolve_colormap", "to_rgb"]
 
 _PREFIX = "COLORMAP_"
@@ -54,7 +56,7 @@ def resolve_colormap(colormap: str) -> str:
     'viridis'
     """
     if not isinstance(colormap, str):
-        raise TypeError(f"colormap must be a name such as 'jet'; got {type(colormap).__name__}")
+        raise XAITypeError(f"colormap must be a name such as 'jet'; got {type(colormap).__name__}")
     key = colormap.strip().lower()
     if key.startswith(_PREFIX.lower()):
         key = key[len(_PREFIX) :]
@@ -62,7 +64,7 @@ def resolve_colormap(colormap: str) -> str:
     if key not in valid:
         close = difflib.get_close_matches(key, valid, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
+        raise XAIValueError(
             f"unknown colormap {colormap!r}.{hint} Valid colormaps: {', '.join(valid)}."
         )
     return key
@@ -84,16 +86,18 @@ def _check_map(saliency: Any, what: str = "saliency") -> np.ndarray:
     """``saliency`` as a finite-or-clippable (H, W) float64 array."""
     array = _to_numpy(saliency)
     if array.ndim != 2:
-        raise ValueError(f"{what} must be one (H, W) map; received an array of shape {array.shape}")
+        raise XAIValueError(
+            f"{what} must be one (H, W) map; received an array of shape {array.shape}"
+        )
     if array.size == 0:
-        raise ValueError(f"{what} is empty: shape {array.shape}")
+        raise XAIValueError(f"{what} is empty: shape {array.shape}")
     if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
-        raise TypeError(f"{what} must hold numbers in [0, 1]; received dtype {array.dtype}")
+        raise XAITypeError(f"{what} must hold numbers in [0, 1]; received dtype {array.dtype}")
     if np.iscomplexobj(array):
-        raise TypeError(f"{what} must hold real numbers; received dtype {array.dtype}")
+        raise XAITypeError(f"{what} must hold real numbers; received dtype {array.dtype}")
     array = array.astype(np.float64)
     if np.isnan(array).any():
-        raise ValueError(
+        raise XAIValueError(
             f"{what} contains {int(np.isnan(array).sum())} NaN value(s); a map must be numbers "
             f"in [0, 1]"
         )
@@ -126,7 +130,7 @@ def colorize(saliency: np.ndarray, colormap: str = "jet") -> np.ndarray:
 def _channels_last(array: np.ndarray, from_torch: bool) -> np.ndarray:
     if from_torch and array.ndim == 3:  # torch images are (C, H, W)
         if array.shape[0] not in (1, 3, 4):
-            raise ValueError(
+            raise XAIValueError(
                 f"expected a torch image of shape (C, H, W) with C in 1, 3 or 4, or (H, W); "
                 f"received shape {tuple(array.shape)}"
             )
@@ -134,7 +138,7 @@ def _channels_last(array: np.ndarray, from_torch: bool) -> np.ndarray:
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or 0 in array.shape:
-        raise ValueError(
+        raise XAIValueError(
             f"expected an image of shape (H, W), (H, W, 1), (H, W, 3) RGB or (H, W, 4) RGBA; "
             f"received shape {tuple(array.shape)}"
         )
@@ -152,16 +156,16 @@ def _unit_scale(array: np.ndarray) -> np.ndarray:
     if np.issubdtype(array.dtype, np.floating):
         values = array.astype(np.float64)
         if not np.isfinite(values).all():
-            raise ValueError("the image contains NaN or infinite pixels")
+            raise XAIValueError("the image contains NaN or infinite pixels")
         low, high = float(values.min()), float(values.max())
         if low < -1e-6 or high > 1.0 + 1e-6:
             hint = " (divide 0-255 pixels by 255)" if high <= 255.0 and low >= 0.0 else ""
-            raise ValueError(
+            raise XAIValueError(
                 f"a float image must be scaled to [0, 1]; received values in "
                 f"[{low:g}, {high:g}]{hint}"
             )
         return np.clip(values, 0.0, 1.0)
-    raise TypeError(
+    raise XAITypeError(
         f"expected an image of dtype uint8, uint16 or float in [0, 1]; received {array.dtype}"
     )
 
@@ -219,10 +223,10 @@ def overlay(
         ``(H, W, 3)`` ``uint8`` RGB at the image's size.
     """
     if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.floating | np.integer):
-        raise TypeError(f"alpha must be a number in [0, 1]; got {type(alpha).__name__}")
+        raise XAITypeError(f"alpha must be a number in [0, 1]; got {type(alpha).__name__}")
     alpha = float(alpha)
     if not 0.0 <= alpha <= 1.0:  # also refuses NaN
-        raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
+        raise XAIValueError(f"alpha must be in [0, 1]; got {alpha}")
     rgb = to_rgb(image)
     heat_map = _check_map(saliency)
     height, width = rgb.shape[:2]

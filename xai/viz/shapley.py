@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from xai.core.errors import XAITypeError, XAIValueError
 from xai.explanation import ShapleyResult
 from xai.viz._mpl import pyplot
 from xai.viz.grids import save_figure
@@ -40,22 +41,22 @@ _LABEL_BOX = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "
 def _column(result: ShapleyResult, output: int) -> tuple[list[Any], Any, Any, np.ndarray | None]:
     """The values, base value, full value and standard errors of one output."""
     if not isinstance(result, ShapleyResult):
-        raise TypeError(f"expected an xai.ShapleyResult; got {type(result).__name__}")
+        raise XAITypeError(f"expected an xai.ShapleyResult; got {type(result).__name__}")
     values = result.values
     base, full, stderr = result.base_value, result.full_value, result.stderr
     if values.ndim == 2:
         outputs = values.shape[1]
         if isinstance(output, bool) or not isinstance(output, int | np.integer):
-            raise TypeError(f"output must be an int; got {type(output).__name__}")
+            raise XAITypeError(f"output must be an int; got {type(output).__name__}")
         if not -outputs <= output < outputs:
-            raise ValueError(f"output {output} is out of range: the game has {outputs} outputs")
+            raise XAIValueError(f"output {output} is out of range: the game has {outputs} outputs")
         values = values[:, output]
         base = np.asarray(base, dtype=object).reshape(-1)[output]
         full = np.asarray(full, dtype=object).reshape(-1)[output]
         if stderr is not None:
             stderr = np.asarray(stderr)[:, output]
     elif output not in (0, -1):
-        raise ValueError(f"output {output} is out of range: the game has one output")
+        raise XAIValueError(f"output {output} is out of range: the game has one output")
     if stderr is not None:
         stderr = np.asarray(stderr, dtype=np.float64).reshape(-1)
     return list(values), base, full, stderr
@@ -85,7 +86,7 @@ def _order(values: list[Any]) -> list[int]:
 
 def _check_digits(digits: int) -> None:
     if isinstance(digits, bool) or not isinstance(digits, int) or not 0 <= digits <= 12:
-        raise ValueError(f"digits must be an int from 0 to 12; got {digits!r}")
+        raise XAIValueError(f"digits must be an int from 0 to 12; got {digits!r}")
 
 
 def _style(ax: Axes, names: list[str], title: str) -> None:
