@@ -129,9 +129,9 @@ class Explainer(ABC):
 
 
 def _refuse_non_finite(raw: torch.Tensor, scores: torch.Tensor, method: str) -> None:
-    finite = torch.isfinite(raw).flatten(1).all(dim=1) & torch.isfinite(scores)
-    if bool(finite.all()):
+    if bool(torch.isfinite(raw).all() & torch.isfinite(scores).all()):
         return
+    finite = torch.isfinite(raw).flatten(1).all(dim=1) & torch.isfinite(scores)
     bad = (~finite).nonzero()[:, 0].tolist()
     raise XAIValueError(
         f"{method}: the model's scores or maps are not finite for sample(s) "
@@ -189,8 +189,7 @@ class BaseCAM(Explainer):
         """The layer explained for inputs shaped like ``x``."""
         if self._layer is not None:
             return self._layer
-        with evaluation_mode(self.model):
-            return default_layer(self.model, x)
+        return default_layer(self.model, x)
 
     def _explain(self, x: torch.Tensor, target: TargetLike) -> RawResult:
         layer = self.layer_for(x)

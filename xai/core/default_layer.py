@@ -35,6 +35,7 @@ from torch import nn
 
 from xai.core.errors import XAIValueError
 from xai.core.layers import LayerRef
+from xai.core.state import evaluation_mode
 from xai.core.trace import Call, is_attention, profile, remember, remembered, trace
 
 __all__ = ["default_layer", "find_default_layer"]
@@ -108,11 +109,12 @@ def find_default_layer(model: nn.Module, x: torch.Tensor) -> LayerRef:
 
 
 def _find(model: nn.Module, x: torch.Tensor) -> tuple[LayerRef, list[Call]]:
-    calls, _ = trace(model, x[:1])
-    ref = _choose(calls, x)
-    profile(model, x, calls)  # the reshape of a token layer reads the patch grid here
-    if not _is_spatial_layer(calls, ref):
-        _check_gradient(model, x, ref)
+    with evaluation_mode(model):
+        calls, _ = trace(model, x[:1])
+        ref = _choose(calls, x)
+        profile(model, x, calls)  # the reshape of a token layer reads the patch grid here
+        if not _is_spatial_layer(calls, ref):
+            _check_gradient(model, x, ref)
     return ref, calls
 
 
@@ -161,7 +163,7 @@ def _check_gradient(model: nn.Module, x: torch.Tensor, ref: LayerRef) -> None:
 
 
 def default_layer(model: nn.Module, x: torch.Tensor) -> LayerRef:
-    """``find_default_layer``, cached per model and input shape; call in eval mode."""
+    """``find_default_layer``, cached per model and input shape."""
     stored = remembered(model, x, "default_layer")
     if stored is not None:
         path, module_ref = stored

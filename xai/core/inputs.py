@@ -64,8 +64,8 @@ def prepare_inputs(model: nn.Module, inputs: Any) -> torch.Tensor:
     if min(inputs.shape) == 0:
         raise XAIValueError(f"inputs must not be empty; got shape {tuple(inputs.shape)}")
     x = inputs.detach()
-    finite = torch.isfinite(x).flatten(1).all(dim=1)
-    if not bool(finite.all()):
+    if not bool(torch.isfinite(x).all()):
+        finite = torch.isfinite(x).flatten(1).all(dim=1)
         bad = (~finite).nonzero()[:, 0].tolist()
         first = bad[0]
         value = x[first][~torch.isfinite(x[first])][0].item()

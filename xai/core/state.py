@@ -33,12 +33,13 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
     held: list[nn.Module] = []
     with _LOCK:
         # A model already in eval mode, the usual case, costs one walk and no assignment.
+        others = bool(_HELD)  # modules switched by other live calls (other threads)
         for module in model.modules():
             if module.training:
                 module.training = False
                 _HELD[module] = 1
                 held.append(module)
-            elif module in _HELD:  # switched by another live call: stay until both end
+            elif others and module in _HELD:  # another call switched it: stay until both end
                 _HELD[module] += 1
                 held.append(module)
     try:

@@ -160,17 +160,23 @@ class Class(Target):
                 f"class index must be an int; got the string {index!r}. Class names are "
                 f"resolved by the command line; here pass the index."
             )
+        self.index: int | None = None
+        self.indices: torch.Tensor | None = None
         if getattr(index, "ndim", None) == 0:
             index = _as_int(index.item() if hasattr(index, "item") else index, "class index")
-        if isinstance(index, (Sequence, torch.Tensor)) or hasattr(index, "__array__"):
+        if (
+            isinstance(index, torch.Tensor)
+            and index.ndim == 1
+            and index.dtype in (torch.int64, torch.int32)
+        ):
+            self.indices = index.detach().to("cpu", torch.int64)
+        elif isinstance(index, (Sequence, torch.Tensor)) or hasattr(index, "__array__"):
             items = cast(Iterable[Any], index.tolist() if hasattr(index, "tolist") else index)
-            self.indices: torch.Tensor | None = torch.tensor(
-                [_as_int(v, "each target") for v in items], dtype=torch.int64
-            )
-            self.index: int | None = None
+            values = [_as_int(v, "each target") for v in items]
+            self.indices = torch.tensor(values, dtype=torch.int64)
         else:
             self.index = _as_int(index, "target")
-            self.indices = None
+        self._listed: list[int] | None = None
 
     def _all(self, n: int) -> torch.Tensor:
         if self.indices is not None:
@@ -179,11 +185,14 @@ class Class(Target):
 
     def check(self, output: Any, n: int) -> None:
         num_classes = class_logits(output).shape[1]
-        values = self._all(n)
-        bad = values[(values < 0) | (values >= num_classes)]
-        if len(bad):
+        if self.indices is None:
+            bad = [] if 0 <= cast(int, self.index) < num_classes else [self.index]
+        else:
+            values = per_sample(self.indices, n, "target").tolist()
+            bad = [v for v in values if not 0 <= v < num_classes]
+        if bad:
             raise XAIValueError(
-                f"target {int(bad[0])} is out of range for a model with {num_classes} "
+                f"target {bad[0]} is out of range for a model with {num_classes} "
                 f"classes; valid targets are 0..{num_classes - 1}."
             )
 
@@ -199,7 +208,11 @@ class Class(Target):
         return logits.gather(1, index[:, None])[:, 0]
 
     def class_index(self, sample: int) -> int:
-        return int(self.indices[sample]) if self.indices is not None else cast(int, self.index)
+        if self.indices is None:
+            return cast(int, self.index)
+        if self._listed is None:
+            self._listed = self.indices.tolist()
+        return self._listed[sample]
 
     def describe(self, sample: int) -> str:
         return f"class {self.class_index(sample)}"
@@ -251,15 +264,19 @@ class ResolvedTarget:
     @property
     def classes(self) -> torch.Tensor:
         """``(N,)`` int64: the class each sample explains, -1 where none is named."""
-        out = torch.full((self.n,), -1, dtype=torch.int64)
+        if len(self.groups) == 1 and isinstance(self.groups[0][0], Class):
+            return self.groups[0][0]._all(self.n).clone()
+        out = [-1] * self.n
         for target, samples in self.groups:
             for s in samples.tolist():
                 out[s] = target.class_index(s)
-        return out
+        return torch.tensor(out, dtype=torch.int64)
 
     @property
     def explained(self) -> tuple[str, ...]:
         """What each sample explains, in a few words (``"class 3"``, ...)."""
+        if len(self.groups) == 1 and isinstance(self.groups[0][0], Class):
+            return tuple(f"class {c}" for c in self.groups[0][0]._all(self.n).tolist())
         out = [""] * self.n
         for target, samples in self.groups:
             for s in samples.tolist():
@@ -337,8 +354,8 @@ def resolve_target(target: TargetLike | ResolvedTarget, output: Any, n: int) -> 
         return ResolvedTarget(((CallableTarget(target), torch.arange(n)),), n)
     if target is None:
         logits = class_logits(output, "target=None (each sample's top-1 class)")
-        top1 = logits.detach().float().argmax(dim=1).cpu()
-        return resolve_target(Class(top1), output, n)
+        top1 = logits.detach().argmax(dim=1).cpu()
+        return ResolvedTarget(((Class(top1), torch.arange(n)),), n)  # in range: no check
     if _is_target_list(target):
         items = list(cast(Sequence[Any], target))
         per_sample(items, n, "target")
