@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
 
 import xai
+
+# The Hugging Face models in the tests are built from their configs: never download.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 class TwoStage(nn.Module):

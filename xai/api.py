@@ -51,19 +51,28 @@ def explain(
     """Explain a batch of images with any registered method.
 
     Args:
-        model: a ``torch.nn.Module`` image classifier; left exactly as it was.
-        inputs: ``(N, C, H, W)`` float tensor, scaled as the model expects.
+        model: a ``torch.nn.Module`` taking images; left exactly as it was (also when
+            several threads explain it at once).
+        inputs: ``(N, C, H, W)`` float tensor, finite, scaled as the model expects.
         method: a name from ``xai.methods`` (``"cam"``, ``"gradcam"``,
             ``"gradcam++"``, ...); case, ``-`` and ``_`` are ignored.
-        layer: a dotted name from ``model.named_modules()``, a submodule, or ``None`` for
-            the last spatial feature maps (the maps a GAP head pools).
+        layer: a dotted name from ``model.named_modules()`` (with a selector for a layer
+            returning a tuple or dict: ``"fpn['p3']"``, ``"block[0]"``), a submodule, or
+            ``None`` for the default: a CNN's last spatial feature maps (the maps a GAP
+            head pools), a transformer's last attention input. Found once per model and
+            input shape, then cached.
         target: ``None`` (each sample's top-1 class), an ``int`` (all samples), N ints
-            (one per sample), or a callable mapping the model's output to (N,) scores.
-        **options: the method's own options, e.g. ``batch_size`` for Score-CAM.
+            (one per sample), a ``xai.targets.Target`` (``Class``, ``Segmentation``,
+            ``Box``, ``Similarity``, your own subclass) or a list of N of them, or a
+            callable mapping the model's output to (N,) scores. Class scores are read
+            from a tensor output, an output's ``.logits`` or a ``"logits"`` key.
+        **options: the method's own options, e.g. ``batch_size`` for Score-CAM, and
+            ``reshape`` (``"auto"``, or a callable mapping the layer's tensor to
+            (N, C, h, w); ``"auto"`` folds a transformer's tokens into their patch grid).
 
     Returns:
         An ``Explanation``: ``maps`` (N, H, W) in [0, 1], ``raw``,
-        ``targets``, ``scores``, ``method`` and ``layer``.
+        ``targets``, ``scores``, ``method``, ``layer`` and ``explained``.
 
     Example:
         >>> import torch, xai

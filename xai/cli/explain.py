@@ -191,7 +191,10 @@ def _forward(model: Any, x: torch.Tensor) -> torch.Tensor:
                 f"the model cannot take inputs of shape {tuple(x.shape[1:])} ({first}); "
                 f"pass --input-size C,H,W"
             ) from None
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+    from xai.core.targets import logits_of
+
+    logits = logits_of(logits)  # a tensor, an output's .logits, or a "logits" key
+    if logits is None or logits.ndim != 2:
         raise XAIValueError(
             "the model must return (N, classes) scores for `xai explain`; wrap it in a "
             "factory that returns such a model"
@@ -219,7 +222,7 @@ def _process(
     class_names: list[str] = []
     target: int | None = None
     packages = versions()
-    for number, batch in enumerate(_batches(items, max(1, args.batch_size))):
+    for number, batch in enumerate(_batches(items, args.batch_size)):
         images = [read_image(item.path) for item in batch]
         x = prepare_inputs(  # on the model's device, in its dtype
             model,

@@ -80,17 +80,22 @@ def layers(args: argparse.Namespace) -> int:
     for call in calls:
         output = call.output
         spatial = hasattr(output, "ndim") and output.ndim == 4
+        tokens = hasattr(output, "ndim") and output.ndim == 3  # (N, T, C): a transformer's
         conv = isinstance(call.module, nn.modules.conv._ConvNd)
-        if call.name in seen or not spatial or not (conv or args.all or call.name == default):
+        shown = conv or args.all or call.name == default
+        if call.name in seen or not (spatial or tokens) or not shown:
             continue
         seen.add(call.name)
-        shape = " x ".join(str(d) for d in output.shape[1:])
+        if tokens:
+            shape = f"{output.shape[1]} tokens x {output.shape[2]}"
+        else:
+            shape = " x ".join(str(d) for d in output.shape[1:])
         mark = "  <- default" if call.name == default else ""
         rows.append((call.name, type(call.module).__name__, shape + mark))
     if len(rows) == 1:
         raise XAIValueError(
-            f"{loaded.spec} has no layer returning (N, C, H, W) feature maps for an input "
-            f"of {tuple(x.shape[1:])}; CAM methods need convolutional layers"
+            f"{loaded.spec} has no layer returning (N, C, H, W) feature maps or (N, tokens, "
+            f"C) for an input of {tuple(x.shape[1:])}; CAM methods need such layers"
         )
     widths = [max(len(r[c]) for r in rows) for c in range(3)]
     for row in rows:
