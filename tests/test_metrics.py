@@ -401,8 +401,8 @@ def test_model_flags_statistics_and_grads_are_left_alone():
         ({"baseline": True}, ValueError, "baseline must be a number"),
         ({"baseline": torch.zeros(2, 4, 4)}, ValueError, "must broadcast to the images"),
         ({"blur_sigma": 2.0}, ValueError, "blur_sigma is only used with baseline='blur'"),
-        ({"baseline": "blur", "blur_sigma": -1.0}, ValueError, "blur_sigma must be a number"),
-        ({"softmax": "yes"}, TypeError, "softmax must be True or False"),
+        ({"baseline": "blur", "blur_sigma": -1.0}, ValueError, "blur_sigma must be a finite"),
+        ({"softmax": "yes"}, TypeError, "softmax must be a bool; got str 'yes'"),
     ],
 )
 def test_curve_errors_name_the_parameter(kwargs, error, match):

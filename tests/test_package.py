@@ -124,7 +124,7 @@ def test_gapcnn_pool_blocks_sets_the_map_resolution():
         ({"channels": ()}, "non-empty"),
         ({"dropout": 1.0}, "dropout"),
         ({"mean": 0.5}, "both mean and std"),
-        ({"convs_per_block": 0}, ">= 1"),
+        ({"convs_per_block": 0}, "convs_per_block must be a positive int; got 0"),
         ({"pool_blocks": 3}, "pool_blocks must be between 0 and 2"),
     ],
 )

@@ -98,11 +98,13 @@ def test_one_player_games():
         assert estimate(one, 4, seed=0).values.tolist() == [3.0]
 
 
-@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
-def test_bad_sample_counts(game10, bad):
-    with pytest.raises(ValueError, match="must be a positive int"):
+@pytest.mark.parametrize(
+    ("bad", "error"), [(0, ValueError), (-1, ValueError), (2.5, TypeError), (True, TypeError)]
+)
+def test_bad_sample_counts(game10, bad, error):
+    with pytest.raises(error, match="n_permutations must be a positive int"):
         permutation_shapley(game10, bad)
-    with pytest.raises(ValueError, match="must be a positive int"):
+    with pytest.raises(error, match="n_samples must be a positive int"):
         kernel_shap(game10, bad)
 
 

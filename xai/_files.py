@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from xai.core.errors import XAIPermissionError
+from xai.core.errors import XAINotADirectoryError, XAIPermissionError
 
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "check_writable_dir"]
 
@@ -65,14 +65,17 @@ def check_writable_dir(path: str | os.PathLike[str], what: str = "--out") -> Pat
     ``os.access`` is not enough: it says yes to root on a read-only file system.
 
     Raises:
-        OSError: one sentence naming the folder, the reason and the fix.
+        XAINotADirectoryError: a file stands where the folder (or one of its parents) should
+            be.
+        XAIPermissionError: the folder cannot be written (the reason says why).
+        Each is one sentence naming the folder, the reason and the fix.
     """
     path = Path(path)
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise NotADirectoryError(f"{what}: {existing} is a file, not a folder; name a folder")
+        raise XAINotADirectoryError(f"{what}: {existing} is a file, not a folder; name a folder")
     try:
         handle, probe = tempfile.mkstemp(dir=existing, prefix=".xai-probe-")
         os.close(handle)

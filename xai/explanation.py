@@ -11,6 +11,7 @@ numpy function never loads torch. The result types know no integration: converti
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -18,11 +19,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from xai.core.errors import XAIValueError
+from xai.core.validate import Constraint, Integer, validate
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = ["Explanation", "ShapleyResult"]
+
+# The constraints of ``ShapleyResult.table``'s options, declared once.
+_TABLE: dict[str, Sequence[Constraint]] = {"digits": [Integer(0, 12)]}
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,6 +166,7 @@ class ShapleyResult:
 
     def table(self, digits: int = 4) -> str:
         """A plain-text table: feature, value (and standard error), base and full value."""
+        digits = validate("ShapleyResult.table", _TABLE, digits=digits)["digits"]
         names = list(self.feature_names)
         width = max(len("feature"), *(len(n) for n in names))
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from xai.core.errors import XAIFileNotFoundError, XAIValueError
+from xai.core.validate import Boolean, Constraint, Integer, check_each, validate
 
 if TYPE_CHECKING:
     import torch
@@ -161,6 +162,16 @@ def _quiet_stderr() -> Iterator[list[str]]:
             lines += sink.read().decode("utf-8", "replace").splitlines()
 
 
+# The constraints of each function's options, declared once (``to_input``'s channels
+# must also be 1 or 3).
+_READ_IMAGE: dict[str, Sequence[Constraint]] = {"background": [Integer(0, 255)]}
+_TO_INPUT: dict[str, Sequence[Constraint]] = {
+    "channels": [Integer(1)],
+    "size": [Integer(1)],  # each of (H, W)
+    "invert": [Boolean()],
+}
+
+
 def read_image(path: str | os.PathLike[str], background: int = 0) -> Image:
     """Read a PNG or JPEG file, checking it first.
 
@@ -175,6 +186,7 @@ def read_image(path: str | os.PathLike[str], background: int = 0) -> Image:
     """
     import cv2
 
+    background = validate("read_image", _READ_IMAGE, background=background)["background"]
     path = Path(path)
     name = str(path)
     if not path.is_file():
@@ -235,6 +247,11 @@ def to_input(
     import cv2
     import torch
 
+    options = validate("to_input", _TO_INPUT, channels=channels, invert=invert)
+    channels, invert = options["channels"], options["invert"]
+    if size is not None:
+        height, width = check_each(size, _TO_INPUT["size"], "size", "to_input", length=2)
+        size = (height, width)
     pixels = image.pixels if isinstance(image, Image) else np.asarray(image)
     if pixels.dtype not in (np.uint8, np.uint16) or pixels.ndim not in (2, 3):
         raise XAIValueError(
@@ -255,7 +272,7 @@ def to_input(
         height, width = size
         shrinking = height * width < scaled.shape[0] * scaled.shape[1]
         interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-        scaled = cv2.resize(scaled, (int(width), int(height)), interpolation=interpolation)
+        scaled = cv2.resize(scaled, (width, height), interpolation=interpolation)
     if invert:
         scaled = 1.0 - scaled
     tensor = torch.from_numpy(np.ascontiguousarray(scaled, dtype=np.float32))

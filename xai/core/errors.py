@@ -15,6 +15,7 @@ __all__ = [
     "XAIError",
     "XAIFileNotFoundError",
     "XAIImportError",
+    "XAINotADirectoryError",
     "XAIOSError",
     "XAIPermissionError",
     "XAITypeError",
@@ -36,6 +37,10 @@ class XAITypeError(XAIError, TypeError):
 
 class XAIFileNotFoundError(XAIError, FileNotFoundError):
     """A file or folder named by the caller does not exist."""
+
+
+class XAINotADirectoryError(XAIError, NotADirectoryError):
+    """A path named as a folder is a file."""
 
 
 class XAIPermissionError(XAIError, PermissionError):

@@ -31,10 +31,12 @@ __all__ = [
     "CallableOf",
     "Constraint",
     "Integer",
+    "Interval",
     "Literal",
     "NoneValue",
     "Real",
     "check",
+    "check_each",
     "collect",
     "positive_int",
     "validate",
@@ -228,6 +230,44 @@ def validate(
 def positive_int(value: object, name: str, where: str | None = None) -> int:
     """``value`` as an int >= 1 (the most common constraint, as one call)."""
     return int(check(value, [Integer(1)], name, where))
+
+
+class Interval(Real):
+    """A finite number in ``[low, high]``; ``low_open`` / ``high_open`` exclude a bound."""
+
+    def __init__(
+        self, low: float, high: float, *, low_open: bool = False, high_open: bool = False
+    ) -> None:
+        super().__init__(low, high, low_open=low_open, high_open=high_open)
+
+    def describe(self) -> str:
+        left = "(" if self.low_open else "["
+        right = ")" if self.high_open else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+
+def check_each(
+    values: Any,
+    constraints: Sequence[Constraint],
+    name: str,
+    where: str,
+    *,
+    length: int | None = None,
+) -> tuple[Any, ...]:
+    """``values`` (a list, tuple or array, not a string) with every entry checked against
+    ``constraints`` and normalised; an error names the entry (``channels[1]``)."""
+    accepted = " or ".join(c.describe() for c in constraints)
+    what = f"{length} entries" if length is not None else "entries"
+    if isinstance(values, str | bytes) or not hasattr(values, "__len__"):
+        raise XAITypeError(
+            f"{where}: {name} must be a sequence of {what}, each {accepted}; got "
+            f"{type(values).__name__} {values!r}."
+        )
+    if length is not None and len(values) != length:
+        raise XAIValueError(
+            f"{where}: {name} must have {length} entries, each {accepted}; got {values!r}."
+        )
+    return tuple(check(value, constraints, f"{name}[{i}]", where) for i, value in enumerate(values))
 
 
 def collect(cls: type, attribute: str = "constraints") -> dict[str, Sequence[Constraint]]:

@@ -4,6 +4,7 @@ metrics (``xai.metrics.pointing_game``, ``energy_pointing_game``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from xai.core.errors import XAITypeError, XAIValueError
+from xai.core.validate import Constraint, Integer, Interval, NoneValue, validate
 from xai.data.datasets import load
 from xai.data.splits import stratified_subsample
 
@@ -92,6 +94,17 @@ def _items(items: Any) -> np.ndarray:
     return array
 
 
+# The constraints of ``paste``'s and ``load_canvas``'s options, declared once. ``size``
+# must also hold the item, and ``count`` at most the split's size: checked against the
+# data.
+_PASTE: dict[str, Sequence[Constraint]] = {
+    "size": [Integer(1)],
+    "seed": [Integer(0)],
+    "threshold": [Interval(0.0, 1.0, high_open=True)],
+}
+_LOAD_CANVAS: dict[str, Sequence[Constraint]] = {**_PASTE, "count": [Integer(), NoneValue()]}
+
+
 def paste(
     items: Any, labels: Any, *, size: int = 64, seed: int = 0, threshold: float = 0.05
 ) -> Canvas:
@@ -121,6 +134,8 @@ def paste(
         >>> c.boxes.tolist(), int(c.canvases.sum()), int(c.masks.sum())
         ([[1, 2, 3, 4]], 4, 4)
     """
+    options = validate("paste", _PASTE, size=size, seed=seed, threshold=threshold)
+    size, threshold = options["size"], options["threshold"]
     array = _items(items)
     label_array = np.asarray(labels)
     n, h, w = array.shape
@@ -129,14 +144,12 @@ def paste(
             f"labels must be {n} integers, one per item; got shape {label_array.shape} of "
             f"dtype {label_array.dtype}"
         )
-    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < max(h, w):
+    if size < max(h, w):
         raise XAIValueError(
-            f"size must be an int at least the item's height and width ({h} x {w}) so the "
+            f"paste: size must be at least the item's height and width ({h} x {w}) so the "
             f"item fits; got size={size!r}. Use size >= {max(h, w)}."
         )
-    if isinstance(threshold, bool) or not 0.0 <= float(threshold) < 1.0:
-        raise XAIValueError(f"threshold must be in [0, 1); got {threshold!r}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(options["seed"])
     tops = rng.integers(0, size - h + 1, n)
     lefts = rng.integers(0, size - w + 1, n)
     rows = (tops[:, None] + np.arange(h))[:, :, None]
@@ -147,7 +160,7 @@ def paste(
     canvases[index, 0, rows, cols] = array
     masks[index, rows, cols] = array > threshold
     boxes = np.stack([lefts, tops, lefts + w, tops + h], axis=1).astype(np.int64)
-    return Canvas(canvases, label_array.astype(np.int64), boxes, masks, float(threshold))
+    return Canvas(canvases, label_array.astype(np.int64), boxes, masks, threshold)
 
 
 def load_canvas(
@@ -175,10 +188,16 @@ def load_canvas(
     Returns:
         A ``Canvas`` with the data set's ``class_names``.
     """
+    options = validate(
+        "load_canvas", _LOAD_CANVAS, count=count, size=size, seed=seed, threshold=threshold
+    )
+    count = options["count"]
     data = load(name, root, split)
     if count is not None:
-        if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= len(data):
-            raise XAIValueError(f"count must be an int in 1..{len(data)} (or None); got {count!r}")
+        if not 0 < count <= len(data):
+            raise XAIValueError(
+                f"load_canvas: count must be an int in 1..{len(data)} (or None); got {count!r}."
+            )
         data = data.subset(stratified_subsample(data.labels, count / len(data), seed))
     pasted = paste(data.images, data.labels, size=size, seed=seed, threshold=threshold)
     return replace(pasted, class_names=data.class_names)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from xai.core.errors import XAIFileNotFoundError, XAIValueError
+from xai.core.validate import Constraint, Integer, Interval, validate
 from xai.data.idx import read_idx, read_npz
 from xai.data.splits import stratified_subsample, train_val_split
 
@@ -166,6 +168,14 @@ class Splits:
     test: Dataset
 
 
+# The constraints of ``splits``'s options, declared once.
+_SPLITS: dict[str, Sequence[Constraint]] = {
+    "fraction": [Interval(0.0, 1.0, low_open=True)],
+    "val_fraction": [Interval(0.0, 1.0, low_open=True, high_open=True)],
+    "seed": [Integer(0)],
+}
+
+
 def splits(
     name: str,
     root: str | Path | None = None,
@@ -179,8 +189,8 @@ def splits(
     ``fraction`` keeps a stratified share of both the training and the test split
     (coursework often uses 0.1); validation is ``val_fraction`` of the kept training data.
     """
-    if isinstance(fraction, bool) or not 0.0 < float(fraction) <= 1.0:
-        raise XAIValueError(f"fraction must be in (0, 1]; got {fraction!r}")
+    options = validate("splits", _SPLITS, fraction=fraction, val_fraction=val_fraction, seed=seed)
+    fraction, val_fraction, seed = options["fraction"], options["val_fraction"], options["seed"]
     train_all = load(name, root, "train")
     test = load(name, root, "test")
     if fraction < 1.0:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from xai.core.errors import XAIFileNotFoundError, XAIValueError
+from xai.core.errors import XAIError, XAIFileNotFoundError, XAIValueError
 
 __all__ = ["read_idx", "read_npz"]
 
@@ -90,11 +90,14 @@ def read_npz(path: str | Path) -> np.ndarray:
             if len(archive.files) != 1:
                 raise XAIValueError(f"{path}: expected one array (arr_0), found {archive.files}")
             return archive[archive.files[0]]
+    except XAIError:  # ours, from the check above
+        raise
     except (zipfile.BadZipFile, OSError, EOFError) as error:
         raise XAIValueError(f"{path}: not a readable .npz file ({error})") from None
-    except ValueError as error:
-        if "pickled" not in str(error):
-            raise
-        raise XAIValueError(
-            f"{path}: not a readable .npz file (not a zip archive; pickled data is never loaded)"
-        ) from None
+    except ValueError as error:  # numpy's word for a damaged or pickled array
+        if "pickled" in str(error):
+            raise XAIValueError(
+                f"{path}: not a readable .npz file (not a zip archive; pickled data is never "
+                f"loaded)"
+            ) from None
+        raise XAIValueError(f"{path}: not a readable .npz file ({error})") from None

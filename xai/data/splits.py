@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from xai.core.errors import XAIValueError
+from xai.core.validate import Constraint, Integer, Interval, validate
 
 __all__ = ["stratified_subsample", "train_val_split"]
 
-
-def _check_fraction(fraction: float, name: str, allow_one: bool) -> float:
-    fraction = float(fraction)
-    upper_ok = fraction <= 1.0 if allow_one else fraction < 1.0
-    if not (fraction > 0.0 and upper_ok):
-        bound = "(0, 1]" if allow_one else "(0, 1)"
-        raise XAIValueError(f"{name} must be in {bound}; got {fraction}")
-    return fraction
+# The constraints of each function's options, declared once.
+_STRATIFIED_SUBSAMPLE: dict[str, Sequence[Constraint]] = {
+    "fraction": [Interval(0.0, 1.0, low_open=True)],
+    "seed": [Integer(0)],
+}
+_TRAIN_VAL_SPLIT: dict[str, Sequence[Constraint]] = {
+    "val_fraction": [Interval(0.0, 1.0, low_open=True, high_open=True)],
+    "seed": [Integer(0)],
+}
 
 
 def stratified_subsample(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
@@ -24,9 +27,10 @@ def stratified_subsample(labels: np.ndarray, fraction: float, seed: int = 0) -> 
     Coursework often trains on a tenth of the data: ``fraction=0.1`` keeps 10 % of every
     class, so the class balance of the full set is kept exactly (up to rounding).
     """
-    fraction = _check_fraction(fraction, "fraction", allow_one=True)
+    options = validate("stratified_subsample", _STRATIFIED_SUBSAMPLE, fraction=fraction, seed=seed)
+    fraction = options["fraction"]
     labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(options["seed"])
     picked = []
     for cls in np.unique(labels):
         members = np.flatnonzero(labels == cls)
@@ -39,9 +43,10 @@ def train_val_split(
     labels: np.ndarray, val_fraction: float = 0.1, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Disjoint sorted (train, validation) indices, stratified by class and seeded."""
-    val_fraction = _check_fraction(val_fraction, "val_fraction", allow_one=False)
+    options = validate("train_val_split", _TRAIN_VAL_SPLIT, val_fraction=val_fraction, seed=seed)
+    val_fraction = options["val_fraction"]
     labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(options["seed"])
     train, val = [], []
     for cls in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == cls))

@@ -6,7 +6,6 @@ Every metric takes its saliency the same way (an ``Explanation``, whose
 
 from __future__ import annotations
 
-import math
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -145,12 +144,3 @@ def _boxes_to_masks(boxes: torch.Tensor, n: int, height: int, width: int) -> tor
             )
         masks[i, y0:y1, x0:x1] = True
     return masks
-
-
-def check_nonnegative_float(value: Any, name: str) -> float:
-    """``value`` as a finite float >= 0, or an error naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise XAITypeError(f"{name} must be a number of pixels; got {type(value).__name__}.")
-    if not math.isfinite(value) or value < 0:
-        raise XAIValueError(f"{name} must be a finite number >= 0 (pixels); got {value}.")
-    return float(value)

@@ -13,15 +13,17 @@ from xai.core.errors import XAITypeError, XAIValueError
 from xai.core.inputs import prepare_inputs
 from xai.core.state import evaluation_mode
 from xai.core.targets import TargetLike, resolve_target
-from xai.core.validate import positive_int
 
 __all__ = ["class_scores", "prepare", "resolve_classes"]
 
 
-def prepare(model: Any, images: Any, batch_size: Any) -> tuple[torch.Tensor, int]:
-    """The checked (N, C, H, W) images on the model's device and dtype, and the batch size."""
-    x = prepare_inputs(model, images)
-    return x, positive_int(batch_size, "batch_size")
+def prepare(model: Any, images: Any) -> torch.Tensor:
+    """The checked (N, C, H, W) images on the model's device and dtype.
+
+    The metrics' options (``batch_size`` ...) are checked by each metric against its own
+    constraint table, so that an error names the metric it was given to.
+    """
+    return prepare_inputs(model, images)
 
 
 def resolve_classes(
@@ -42,7 +44,10 @@ def resolve_classes(
         target = default
     with torch.no_grad(), evaluation_mode(model):
         if target is not None:
-            return resolve_target(target, model(x[:1]), len(x)).classes
+            # A target that names no class (a segmentation mask, a box, a similarity)
+            # is refused: the metrics score one class's probability per image.
+            resolved = resolve_target(target, model(x[:1]), len(x))
+            return resolved.class_indices("the metrics")
         top1 = []
         for start in range(0, len(x), batch_size):
             chunk = x[start : start + batch_size]

@@ -19,6 +19,7 @@ deletion and insertion curves.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,7 @@ import torch
 
 from xai.core.errors import XAIValueError
 from xai.core.targets import TargetLike
+from xai.core.validate import Constraint, Integer, validate
 from xai.metrics._inputs import SaliencyLike, as_saliency, explanation_targets
 from xai.metrics._model import class_scores, prepare, resolve_classes
 
@@ -70,6 +72,10 @@ class ConfidenceChange:
         )
 
 
+# The constraints of ``average_drop``'s options, declared once.
+_AVERAGE_DROP: dict[str, Sequence[Constraint]] = {"batch_size": [Integer(1)]}
+
+
 def average_drop(
     model: torch.nn.Module,
     images: torch.Tensor,
@@ -101,7 +107,8 @@ def average_drop(
         A ``ConfidenceChange``; ``.average_drop`` and ``.increase_in_confidence``
         are percentages.
     """
-    x, batch_size = prepare(model, images, batch_size)
+    batch_size = validate("average_drop", _AVERAGE_DROP, batch_size=batch_size)["batch_size"]
+    x = prepare(model, images)
     n, _, height, width = x.shape
     maps = as_saliency(saliency, n=n, size=(height, width))
     if maps.numel() and (maps.min() < 0 or maps.max() > 1):

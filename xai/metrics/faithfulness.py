@@ -24,15 +24,16 @@ Ties in the saliency are broken by position: equal pixels keep their row-major o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from xai.core.errors import XAITypeError, XAIValueError
+from xai.core.errors import XAIValueError
 from xai.core.targets import TargetLike
-from xai.core.validate import positive_int
+from xai.core.validate import Boolean, Constraint, Integer, NoneValue, Real, validate
 from xai.metrics._inputs import SaliencyLike, as_saliency, explanation_targets
 from xai.metrics._model import class_scores, prepare, resolve_classes
 from xai.shapley.image_game import gaussian_blur
@@ -41,6 +42,15 @@ __all__ = ["BaselineLike", "Curve", "deletion", "insertion", "perturbation_curve
 
 BaselineLike = float | str | torch.Tensor
 """A number, ``"blur"``, ``"mean"``, or a tensor broadcastable to the images."""
+
+# The constraints of the curves' options, declared once (``baseline`` is a number, a
+# name or a tensor: ``_baseline`` checks it).
+_CURVE: dict[str, Sequence[Constraint]] = {
+    "steps": [Integer(1)],  # checked unless None (automatic)
+    "blur_sigma": [Real(0.0, low_open=True), NoneValue()],
+    "softmax": [Boolean()],
+    "batch_size": [Integer(1)],
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,17 +207,19 @@ def perturbation_curve(
     """
     if kind not in ("deletion", "insertion"):
         raise XAIValueError(f"kind must be 'deletion' or 'insertion'; got {kind!r}.")
-    x, batch_size = prepare(model, images, batch_size)
+    given = {"blur_sigma": blur_sigma, "softmax": softmax, "batch_size": batch_size}
+    options = validate(kind, _CURVE, **given, **({} if steps is None else {"steps": steps}))
+    blur_sigma, softmax = options["blur_sigma"], options["softmax"]
+    batch_size = options["batch_size"]
+    x = prepare(model, images)
     n, _, height, width = x.shape
     pixels = height * width
-    steps = min(100, pixels) if steps is None else positive_int(steps, "steps", kind)
+    steps = options.get("steps", min(100, pixels))
     if steps > pixels:
         raise XAIValueError(
-            f"steps must be at most the number of pixels H*W = {pixels}, so that every step "
-            f"changes at least one pixel; got {steps}."
+            f"{kind}: steps must be at most the number of pixels H*W = {pixels}, so that "
+            f"every step changes at least one pixel; got {steps}."
         )
-    if not isinstance(softmax, bool):
-        raise XAITypeError(f"softmax must be True or False; got {softmax!r}.")
     maps = as_saliency(saliency, n=n, size=(height, width))
     default = explanation_targets(saliency) if target is None else None
     classes = resolve_classes(model, x, target, default, batch_size)
@@ -264,9 +276,7 @@ def _baseline(baseline: Any, x: torch.Tensor, blur_sigma: float | None) -> tuple
             ) from None
     if isinstance(baseline, str):
         if baseline == "blur":
-            sigma = max(x.shape[2:]) / 8 if blur_sigma is None else blur_sigma
-            if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not sigma > 0:
-                raise XAIValueError(f"blur_sigma must be a number > 0 (pixels); got {sigma!r}.")
+            sigma = max(x.shape[2:]) / 8 if blur_sigma is None else blur_sigma  # checked
             blurred = torch.stack([gaussian_blur(image, float(sigma)) for image in x])
             return blurred, f"blur (sigma {float(sigma):g})"
         if baseline == "mean":

@@ -15,6 +15,7 @@ A box is ``(x0, y0, x1, y1)`` in pixels of the saliency map, ``(x0, y0)`` inclus
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,9 +24,15 @@ import torch
 import torch.nn.functional as F
 
 from xai.core.errors import XAIValueError
-from xai.metrics._inputs import SaliencyLike, as_ground_truth, as_saliency, check_nonnegative_float
+from xai.core.validate import Constraint, Real, validate
+from xai.metrics._inputs import SaliencyLike, as_ground_truth, as_saliency
 
 __all__ = ["EnergyResult", "PointingResult", "energy_pointing_game", "pointing_game"]
+
+
+# The constraints of ``pointing_game``'s numeric options, declared once (``ties`` is
+# checked against its three names).
+_POINTING_GAME: dict[str, Sequence[Constraint]] = {"tolerance": [Real(0.0)]}
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,7 +145,7 @@ def pointing_game(
         >>> pointing_game(maps, boxes, tolerance=1.5).hits.tolist()  # (3, 3) is 1.41 from (2, 2)
         [True, True]
     """
-    tolerance = check_nonnegative_float(tolerance, "tolerance")
+    tolerance = validate("pointing_game", _POINTING_GAME, tolerance=tolerance)["tolerance"]
     if ties not in ("all", "any", "first"):
         raise XAIValueError(f"ties must be 'all', 'any' or 'first'; got {ties!r}.")
     maps = as_saliency(saliency)

@@ -18,6 +18,7 @@ backpropagation) shows the image, not the model's reasoning.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +29,13 @@ from torch import nn
 from xai.core.errors import XAITypeError, XAIValueError
 from xai.core.state import evaluation_mode
 from xai.core.targets import TargetLike
+from xai.core.validate import Constraint, Integer, validate
 
 __all__ = ["SanityResult", "cascading_randomization", "spearman"]
+
+# The constraints of ``cascading_randomization``'s own numeric options, declared once
+# (the method's options are checked by the method).
+_CASCADING: dict[str, Sequence[Constraint]] = {"seed": [Integer(0)]}
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:
@@ -169,6 +175,7 @@ def cascading_randomization(
     """
     from xai.api import explainer
 
+    seed = validate("cascading_randomization", _CASCADING, seed=seed)["seed"]
     original = explainer(model, method, layer, **options)(images, target=target)
     chosen = original.layer if layer is None else layer
     classes = original.targets

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from xai.core.errors import XAIValueError
+from xai.core.validate import (
+    Boolean,
+    Constraint,
+    Integer,
+    Interval,
+    NoneValue,
+    check_each,
+    collect,
+    validate,
+)
 from xai.models.normalize import Normalize
 
 __all__ = ["GAPCNN"]
@@ -51,6 +61,18 @@ class GAPCNN(nn.Module):
     card: dict[str, Any] | None
     # Plain Python metadata: TorchScript compiles the network without it.
     __jit_ignored_attributes__ = ("class_names", "input_size", "card", "config")
+    # ``channels`` is checked entry by entry; ``kernel_size`` must also be odd and
+    # ``pool_blocks`` at most the blocks minus one. ``mean``/``std``: see ``Normalize``.
+    constraints: ClassVar[dict[str, Sequence[Constraint]]] = {
+        "in_channels": [Integer(1)],
+        "num_classes": [Integer(1)],
+        "channels": [Integer(1)],
+        "convs_per_block": [Integer(1)],
+        "kernel_size": [Integer(1)],
+        "batch_norm": [Boolean()],
+        "dropout": [Interval(0.0, 1.0, high_open=True)],
+        "pool_blocks": [Integer(0), NoneValue()],
+    }
 
     def __init__(
         self,
@@ -68,37 +90,49 @@ class GAPCNN(nn.Module):
     ) -> None:
         super().__init__()
         self.class_names = self.input_size = self.card = None
-        channels = tuple(int(c) for c in channels)
-        if not channels or min(channels) < 1:
+        where, constraints = type(self).__name__, collect(type(self))
+        options = validate(
+            where,
+            constraints,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            convs_per_block=convs_per_block,
+            kernel_size=kernel_size,
+            batch_norm=batch_norm,
+            dropout=dropout,
+            pool_blocks=pool_blocks,
+        )
+        in_channels, num_classes = options["in_channels"], options["num_classes"]
+        convs_per_block, kernel_size = options["convs_per_block"], options["kernel_size"]
+        batch_norm, dropout = options["batch_norm"], options["dropout"]
+        channels = check_each(channels, constraints["channels"], "channels", where)
+        if not channels:
             raise XAIValueError(
-                f"channels must be a non-empty sequence of positive ints; got {channels}"
+                f"{where}: channels must be a non-empty sequence of positive ints; got {channels}"
             )
-        pool_blocks = len(channels) - 1 if pool_blocks is None else int(pool_blocks)
+        pool_blocks = options["pool_blocks"]
+        if pool_blocks is None:
+            pool_blocks = len(channels) - 1
         if not 0 <= pool_blocks <= len(channels) - 1:
             raise XAIValueError(
-                f"pool_blocks must be between 0 and {len(channels) - 1} (blocks minus one); "
-                f"got {pool_blocks}"
+                f"{where}: pool_blocks must be between 0 and {len(channels) - 1} (blocks "
+                f"minus one); got {pool_blocks}"
             )
-        if in_channels < 1 or num_classes < 1 or convs_per_block < 1:
+        if kernel_size % 2 == 0:
             raise XAIValueError(
-                f"in_channels, num_classes and convs_per_block must be >= 1; got "
-                f"{in_channels}, {num_classes}, {convs_per_block}"
+                f"{where}: kernel_size must be a positive odd int; got {kernel_size}"
             )
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise XAIValueError(f"kernel_size must be a positive odd int; got {kernel_size}")
-        if not 0.0 <= dropout < 1.0:
-            raise XAIValueError(f"dropout must be in [0, 1); got {dropout}")
         if (mean is None) != (std is None):
             raise XAIValueError("give both mean and std for in-model normalisation, or neither")
 
         self.config = {
-            "in_channels": int(in_channels),
-            "num_classes": int(num_classes),
+            "in_channels": in_channels,
+            "num_classes": num_classes,
             "channels": list(channels),
-            "convs_per_block": int(convs_per_block),
-            "kernel_size": int(kernel_size),
-            "batch_norm": bool(batch_norm),
-            "dropout": float(dropout),
+            "convs_per_block": convs_per_block,
+            "kernel_size": kernel_size,
+            "batch_norm": batch_norm,
+            "dropout": dropout,
             "mean": mean,
             "std": std,
             "pool_blocks": pool_blocks,

@@ -33,7 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from xai.core.errors import XAIFileNotFoundError, XAIPermissionError, XAIValueError
+from xai.core.errors import XAIError, XAIFileNotFoundError, XAIPermissionError, XAIValueError
+from xai.core.validate import Integer, check
 from xai.models.infer import config_from_weights
 from xai.models.pretrained import available, model_card, pretrained
 from xai.models.registry import ARCHITECTURES, build
@@ -123,12 +124,13 @@ def _builtin(spec: str) -> LoadedModel:
 
 
 def _size(value: Any) -> tuple[int, int, int] | None:
+    """A model card's or a model's ``input_size``, checked: three positive ints."""
     if value is None:
         return None
-    size = tuple(int(v) for v in value)
-    if len(size) != 3:
-        raise XAIValueError(f"an input size must be (C, H, W); got {value}")
-    return (size[0], size[1], size[2])
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        raise XAIValueError(f"an input size must be (C, H, W); got {value!r}")
+    c, h, w = (check(v, [Integer(1)], f"input_size[{i}]") for i, v in enumerate(value))
+    return (c, h, w)
 
 
 def _sha256(path: Path) -> str:
@@ -318,7 +320,7 @@ def _from_factory(spec: str) -> LoadedModel:
             if os.getcwd() not in sys.path and "" not in sys.path:
                 sys.path.insert(0, os.getcwd())
             module = importlib.import_module(module_name)
-    except (FileNotFoundError, ValueError):
+    except XAIError:  # ours, from the checks above: already says what is wrong
         raise
     except ModuleNotFoundError as error:
         raise XAIFileNotFoundError(

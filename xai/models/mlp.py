@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from xai.core.errors import XAIValueError
+from xai.core.validate import Constraint, Integer, Interval, check_each, collect, validate
 from xai.models.normalize import Normalize
 
 __all__ = ["MLP"]
@@ -37,6 +38,13 @@ class MLP(nn.Module):
     card: dict[str, Any] | None
     # Plain Python metadata: TorchScript compiles the network without it.
     __jit_ignored_attributes__ = ("class_names", "input_size", "card", "config")
+    # ``hidden`` is checked entry by entry. ``mean``/``std``: see ``Normalize``.
+    constraints: ClassVar[dict[str, Sequence[Constraint]]] = {
+        "in_features": [Integer(1)],
+        "num_classes": [Integer(1)],
+        "hidden": [Integer(1)],
+        "dropout": [Interval(0.0, 1.0, high_open=True)],
+    }
 
     def __init__(
         self,
@@ -50,28 +58,27 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         self.class_names = self.input_size = self.card = None
-        hidden = tuple(int(h) for h in hidden)
-        if in_features < 1 or num_classes < 1 or any(h < 1 for h in hidden):
-            raise XAIValueError(
-                f"in_features, num_classes and hidden widths must be >= 1; got "
-                f"{in_features}, {num_classes}, {hidden}"
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise XAIValueError(f"dropout must be in [0, 1); got {dropout}")
+        where, constraints = type(self).__name__, collect(type(self))
+        options = validate(
+            where, constraints, in_features=in_features, num_classes=num_classes, dropout=dropout
+        )
+        in_features, num_classes = options["in_features"], options["num_classes"]
+        dropout = options["dropout"]
+        hidden = check_each(hidden, constraints["hidden"], "hidden", where)
         if (mean is None) != (std is None):
             raise XAIValueError("give both mean and std for in-model normalisation, or neither")
         self.config = {
-            "in_features": int(in_features),
-            "num_classes": int(num_classes),
+            "in_features": in_features,
+            "num_classes": num_classes,
             "hidden": list(hidden),
-            "dropout": float(dropout),
+            "dropout": dropout,
             "mean": mean,
             "std": std,
         }
         self.normalize: nn.Module = (
             Normalize(mean, std) if mean is not None and std is not None else nn.Identity()
         )
-        self.in_features = int(in_features)
+        self.in_features = in_features
         self.flatten = nn.Flatten()
         layers: list[nn.Module] = []
         previous = in_features

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from xai.core.errors import XAIValueError
+from xai.core.errors import XAIError, XAITypeError, XAIValueError
 from xai.models.gapcnn import GAPCNN
 from xai.models.mlp import MLP
 
@@ -26,7 +26,14 @@ def build(name: str, config: Mapping[str, Any] | None = None) -> nn.Module:
     key = name.strip().lower()
     if key not in ARCHITECTURES:
         raise XAIValueError(f"unknown architecture {name!r}; built-in: {', '.join(ARCHITECTURES)}")
+    if config is not None and not isinstance(config, Mapping):
+        raise XAITypeError(
+            f"the configuration of {key} must be a mapping of its arguments, as in "
+            f"model.config; got {type(config).__name__}"
+        )
     try:
         return ARCHITECTURES[key](**dict(config or {}))
-    except TypeError as error:
+    except XAIError:  # a value the architecture refuses: its own message says which
+        raise
+    except TypeError as error:  # an argument it does not take
         raise XAIValueError(f"bad configuration for {key}: {error}") from None

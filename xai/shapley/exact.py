@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from xai.core.errors import XAITypeError, XAIValueError
+from xai.core.validate import Boolean, Constraint, Integer, NoneValue, validate
 from xai.explanation import ShapleyResult
 from xai.shapley.game import FunctionGame, Game, coalition_masks
 from xai.shapley.tables import TableGame, to_fraction
@@ -33,6 +34,15 @@ from xai.shapley.tables import TableGame, to_fraction
 __all__ = ["as_game", "exact_shapley", "interaction_index", "shapley_from_table"]
 
 GameLike = Game | Mapping[Any, Any] | str | Path | Callable[[np.ndarray], Any]
+
+# The constraints of ``exact_shapley``'s options, declared once.
+_EXACT_SHAPLEY: dict[str, Sequence[Constraint]] = {
+    "n_features": [Integer(1), NoneValue()],
+    "exact": [Boolean(), NoneValue()],
+    "interactions": [Boolean()],
+    "max_features": [Integer(1)],
+    "chunk_size": [Integer(1), NoneValue()],  # None: the game's preferred chunk
+}
 
 
 def as_game(
@@ -180,7 +190,18 @@ def exact_shapley(
         >>> [round(float(v), 4) for v in r.values], r.base_value, r.full_value
         ([1.8333, 3.3333, 4.8333], 20.0, 30.0)
     """
-    g = as_game(game, feature_names, n_features)
+    options = validate(
+        "exact_shapley",
+        _EXACT_SHAPLEY,
+        n_features=n_features,
+        exact=exact,
+        interactions=interactions,
+        max_features=max_features,
+        chunk_size=chunk_size,
+    )
+    exact, interactions = options["exact"], options["interactions"]
+    max_features, chunk_size = options["max_features"], options["chunk_size"]
+    g = as_game(game, feature_names, options["n_features"])
     n = g.n
     if n > max_features:
         per = g.evaluations_per_coalition
@@ -191,10 +212,7 @@ def exact_shapley(
             f"max_features={n} to run it anyway, or estimate with "
             f"xai.shapley.permutation_shapley or xai.shapley.kernel_shap."
         )
-    chunk = int(chunk_size or g.preferred_chunk)
-    if chunk < 1:
-        raise XAIValueError(f"chunk_size must be a positive int; got {chunk_size!r}")
-    v = _evaluate_all(g, chunk)
+    v = _evaluate_all(g, g.preferred_chunk if chunk_size is None else chunk_size)
     if exact is None:
         exact = v.dtype == object
     if exact and v.dtype != object:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from xai.core.errors import XAITypeError, XAIValueError
+from xai.core.validate import Constraint, Integer, NoneValue, collect, validate
 
 __all__ = ["FunctionGame", "Game", "coalition_index", "coalition_masks"]
 
@@ -103,6 +104,10 @@ class FunctionGame(Game):
         n_features: the number of players, when there are no names.
     """
 
+    constraints: ClassVar[dict[str, Sequence[Constraint]]] = {
+        "n_features": [Integer(1), NoneValue()],
+    }
+
     def __init__(
         self,
         fn: Callable[[np.ndarray], Any],
@@ -111,7 +116,9 @@ class FunctionGame(Game):
     ) -> None:
         if not callable(fn):
             raise XAITypeError(f"fn must be callable on (k, n) masks; got {type(fn).__name__}")
-        super().__init__(_names(feature_names, n_features, "FunctionGame"))
+        where = type(self).__name__
+        n_features = validate(where, collect(type(self)), n_features=n_features)["n_features"]
+        super().__init__(_names(feature_names, n_features, where))
         self.fn = fn
 
     def value(self, masks: np.ndarray) -> np.ndarray:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -13,6 +13,15 @@ from torch import nn
 
 from xai.core.errors import XAITypeError, XAIValueError
 from xai.core.state import evaluation_mode
+from xai.core.validate import (
+    Boolean,
+    CallableOf,
+    Constraint,
+    Integer,
+    check_each,
+    collect,
+    validate,
+)
 from xai.shapley.game import Game
 
 __all__ = ["ImagePatchGame", "gaussian_blur"]
@@ -60,6 +69,14 @@ class ImagePatchGame(Game):
         batch_size: masked images per forward pass.
     """
 
+    # ``grid`` is checked entry by entry (rows, columns), then against the image's size.
+    constraints: ClassVar[dict[str, Sequence[Constraint]]] = {
+        "target": [Integer(0), CallableOf("a callable mapping the model's output to (B,) scores")],
+        "grid": [Integer(1)],
+        "softmax": [Boolean()],
+        "batch_size": [Integer(1)],
+    }
+
     def __init__(
         self,
         model: nn.Module,
@@ -82,20 +99,24 @@ class ImagePatchGame(Game):
                 f"image must be a floating (C, H, W) tensor; got {image.dtype} of shape "
                 f"{tuple(image.shape)}"
             )
-        rows, cols = (int(g) for g in grid)
+        where, constraints = type(self).__name__, collect(type(self))
+        options = validate(
+            where, constraints, target=target, softmax=softmax, batch_size=batch_size
+        )
+        rows, cols = check_each(grid, constraints["grid"], "grid", where, length=2)
         _, height, width = image.shape
         if not (1 <= rows <= height and 1 <= cols <= width):
-            raise XAIValueError(f"grid must be between (1, 1) and {(height, width)}; got {grid}")
+            raise XAIValueError(
+                f"{where}: grid must be between (1, 1) and {(height, width)}; got {grid}"
+            )
         self.model = model
         param = next(model.parameters(), None)
         device = param.device if param is not None else image.device
         dtype = param.dtype if param is not None and param.is_floating_point() else image.dtype
         self.image = image.detach().to(device=device, dtype=dtype)
-        self.target = target
-        if not callable(target):
-            self.target = int(target)
-        self.softmax = bool(softmax)
-        self.batch_size = max(1, int(batch_size))
+        self.target: int | Callable[[Any], torch.Tensor] = options["target"]
+        self.softmax: bool = options["softmax"]
+        self.batch_size: int = options["batch_size"]
         self.grid = (rows, cols)
         self.baseline = self._baseline(baseline, max(height / rows, width / cols))
         row_edges, col_edges = _edges(height, rows), _edges(width, cols)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from xai.core.errors import XAITypeError, XAIValueError
+from xai.core.validate import Constraint, Integer, collect, validate
 from xai.shapley.game import Game, _names
 
 __all__ = ["ModelGame"]
@@ -49,6 +50,8 @@ class ModelGame(Game):
     the model's device. torch is never imported for a numpy game.
     """
 
+    constraints: ClassVar[dict[str, Sequence[Constraint]]] = {"batch_size": [Integer(1)]}
+
     def __init__(
         self,
         f: Callable[[Any], Any],
@@ -60,6 +63,9 @@ class ModelGame(Game):
     ) -> None:
         if not callable(f):
             raise XAITypeError(f"f must be callable on (rows, n) inputs; got {type(f).__name__}")
+        self.batch_size: int = validate(
+            type(self).__name__, collect(type(self)), batch_size=batch_size
+        )["batch_size"]
         self.f = f
         self.torch = _is_tensor(x) or _is_tensor(background) or _is_module(f)
         if self.torch:
@@ -82,9 +88,6 @@ class ModelGame(Game):
             raise XAIValueError(
                 f"background must have shape ({n},) or (m, {n}); got {tuple(self.background.shape)}"
             )
-        if int(batch_size) < 1:
-            raise XAIValueError(f"batch_size must be a positive int; got {batch_size!r}")
-        self.batch_size = int(batch_size)
         if not self.torch:
             self._x_tiled = np.tile(self.x, len(self.background))
             self._background_flat = np.ascontiguousarray(self.background).ravel()

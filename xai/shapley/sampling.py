@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from xai.core.errors import XAIValueError
+from xai.core.validate import Boolean, Constraint, Integer, NoneValue, validate
 from xai.explanation import ShapleyResult
 from xai.shapley.exact import GameLike, as_game
 from xai.shapley.game import Game
@@ -26,10 +27,21 @@ from xai.shapley.game import Game
 __all__ = ["kernel_shap", "permutation_shapley"]
 
 
-def _positive(value: int, name: str) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise XAIValueError(f"{name} must be a positive int; got {value!r}")
-    return int(value)
+# The constraints of each estimator's options, declared once.
+_PERMUTATION: dict[str, Sequence[Constraint]] = {
+    "n_permutations": [Integer(1)],
+    "antithetic": [Boolean()],
+    "seed": [Integer(0), NoneValue()],
+    "n_features": [Integer(1), NoneValue()],
+    "batch_permutations": [Integer(1)],
+}
+_KERNEL: dict[str, Sequence[Constraint]] = {
+    "n_samples": [Integer(1)],
+    "paired": [Boolean()],
+    "seed": [Integer(0), NoneValue()],
+    "n_bootstrap": [Integer(0)],  # 0: no standard errors
+    "n_features": [Integer(1), NoneValue()],
+}
 
 
 def _ends(game: Game) -> tuple[np.ndarray, np.ndarray]:
@@ -59,10 +71,19 @@ def permutation_shapley(
         A ``ShapleyResult`` with ``stderr`` = sample standard deviation /
         sqrt(samples). Efficiency holds exactly for every sample.
     """
-    g = as_game(game, feature_names, n_features)
-    samples = _positive(n_permutations, "n_permutations")
-    batch = _positive(batch_permutations, "batch_permutations")
-    rng = np.random.default_rng(seed)
+    options = validate(
+        "permutation_shapley",
+        _PERMUTATION,
+        n_permutations=n_permutations,
+        antithetic=antithetic,
+        seed=seed,
+        n_features=n_features,
+        batch_permutations=batch_permutations,
+    )
+    samples, batch = options["n_permutations"], options["batch_permutations"]
+    antithetic = options["antithetic"]
+    g = as_game(game, feature_names, options["n_features"])
+    rng = np.random.default_rng(options["seed"])
     n = g.n
     v_empty, v_full = _ends(g)
     per_sample: list[np.ndarray] = []
@@ -143,10 +164,19 @@ def kernel_shap(
     Efficiency holds exactly. ``stderr`` is the bootstrap standard deviation over
     ``n_bootstrap`` resamples of the (paired) draws.
     """
-    g = as_game(game, feature_names, n_features)
+    options = validate(
+        "kernel_shap",
+        _KERNEL,
+        n_samples=n_samples,
+        paired=paired,
+        seed=seed,
+        n_bootstrap=n_bootstrap,
+        n_features=n_features,
+    )
+    draws, paired = options["n_samples"], options["paired"]
+    g = as_game(game, feature_names, options["n_features"])
     n = g.n
-    draws = _positive(n_samples, "n_samples")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(options["seed"])
     v_empty, v_full = _ends(g)
     if n == 1:
         values = (v_full - v_empty)[None]
@@ -172,7 +202,7 @@ def kernel_shap(
     y = y.reshape(units, z.shape[1], *y.shape[1:]) - v_empty
     values = _solve(z, y, v_full - v_empty)
     boot = []
-    for _ in range(_positive(n_bootstrap, "n_bootstrap") if n_bootstrap else 0):
+    for _ in range(options["n_bootstrap"]):
         pick = rng.integers(0, units, size=units)
         boot.append(_solve(z[pick], y[pick], v_full - v_empty))
     stderr = np.std(boot, axis=0, ddof=1) if len(boot) > 1 else np.full(values.shape, np.inf)

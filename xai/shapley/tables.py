@@ -10,11 +10,12 @@ from fractions import Fraction
 from importlib import resources
 from numbers import Number
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from xai.core.errors import XAIFileNotFoundError, XAITypeError, XAIValueError
+from xai.core.validate import Boolean, Constraint, NoneValue, collect, validate
 from xai.shapley.game import Game, coalition_index
 
 __all__ = ["TableGame", "housing", "to_fraction"]
@@ -68,6 +69,8 @@ class TableGame(Game):
     ...]}``; CSV files have one 0/1 column per feature and a ``value`` column.
     """
 
+    constraints: ClassVar[dict[str, Sequence[Constraint]]] = {"exact": [Boolean(), NoneValue()]}
+
     def __init__(
         self,
         table: Mapping[Key, Any] | str | Path,
@@ -75,6 +78,7 @@ class TableGame(Game):
         *,
         exact: bool | None = None,
     ) -> None:
+        exact = validate(type(self).__name__, collect(type(self)), exact=exact)["exact"]
         self.description = ""
         if isinstance(table, str | Path):
             table, names_in_file, self.description = _read(Path(table))

@@ -11,12 +11,17 @@ import torch
 from torch import nn
 
 from xai.core.state import evaluation_mode
+from xai.core.validate import Constraint, Integer, validate
 
 __all__ = ["Evaluation", "evaluate", "predict"]
+
+# The constraints of ``predict``'s and ``evaluate``'s options, declared once.
+_BATCHED: dict[str, Sequence[Constraint]] = {"batch_size": [Integer(1)]}
 
 
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Top-1 predictions (N,) in eval mode, without gradients; the model's modes restored."""
+    batch_size = validate("predict", _BATCHED, batch_size=batch_size)["batch_size"]
     param = next(model.parameters(), None)
     device = param.device if param is not None else x.device
     out = []
@@ -81,6 +86,7 @@ def evaluate(
     batch_size: int = 1000,
 ) -> Evaluation:
     """Evaluate ``model`` on a ``xai.data.Dataset`` or an ``(x, y)`` pair of tensors."""
+    batch_size = validate("evaluate", _BATCHED, batch_size=batch_size)["batch_size"]
     if hasattr(data, "tensors"):
         class_names = class_names or data.class_names
         x, y = data.tensors()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xai.core.errors import XAITypeError, XAIValueError
+from xai.core.validate import Boolean, Constraint, Integer, Real, validate
 from xai.training.progress import ProgressBar
 
 __all__ = ["EpochRecord", "TrainResult", "fit"]
@@ -62,10 +64,17 @@ def _tensors(data: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
-def _check(value: Any, name: str, kind: type, low: float) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
-        raise XAIValueError(f"{name} must be a number >= {low}; got {value!r}")
-    return kind(value)
+# The constraints of ``fit``'s options, declared once (``schedule`` is one of two names).
+_FIT: dict[str, Sequence[Constraint]] = {
+    "epochs": [Integer(1)],
+    "batch_size": [Integer(1)],
+    "lr": [Real(0.0, low_open=True)],
+    "patience": [Integer(0)],  # 0: never stop early
+    "weight_decay": [Real(0.0)],
+    "flip": [Boolean()],
+    "seed": [Integer(0)],
+    "progress": [Boolean()],
+}
 
 
 def _evaluate(
@@ -121,10 +130,21 @@ def fit(
         seed: seeds the shuffling and the augmentation.
         progress: show a progress bar per epoch on standard error.
     """
-    epochs = _check(epochs, "epochs", int, 1)
-    batch_size = _check(batch_size, "batch_size", int, 1)
-    patience = _check(patience, "patience", int, 0)
-    lr = _check(lr, "lr", float, 0)
+    options = validate(
+        "fit",
+        _FIT,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        weight_decay=weight_decay,
+        flip=flip,
+        seed=seed,
+        progress=progress,
+    )
+    epochs, batch_size, lr = options["epochs"], options["batch_size"], options["lr"]
+    patience, weight_decay = options["patience"], options["weight_decay"]
+    flip, seed, progress = options["flip"], options["seed"], options["progress"]
     if schedule not in ("constant", "onecycle"):
         raise XAIValueError(f"schedule must be 'constant' or 'onecycle'; got {schedule!r}")
     x, y = _tensors(train, "train")

@@ -19,8 +19,9 @@ import numpy as np
 
 from xai._files import atomic_write
 from xai.core.errors import XAITypeError, XAIValueError
+from xai.core.validate import Constraint, Integer, validate
 from xai.viz._mpl import pyplot
-from xai.viz.overlay import _to_numpy, colorize, overlay, to_rgb
+from xai.viz.overlay import _OVERLAY, _to_numpy, colorize, overlay, to_rgb
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -36,6 +37,12 @@ _MISTAKE_COLOR = "#c0001a"
 _SCALE_LABEL = "map value (0 = least, 1 = most important)"
 
 
+# The constraints of each function's numeric options, declared once.
+_SAVE_FIGURE: dict[str, Sequence[Constraint]] = {"dpi": [Integer(1)]}
+_METHOD_GRID: dict[str, Sequence[Constraint]] = dict(_OVERLAY)
+_CLASS_GRID: dict[str, Sequence[Constraint]] = dict(_OVERLAY)
+
+
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 120) -> Path:
     """Write ``fig`` to ``path`` atomically, then close it.
 
@@ -48,6 +55,7 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 120) -> Pa
     path = Path(path)
     image_format = path.suffix[1:].lower() or "png"
     try:
+        dpi = validate("save_figure", _SAVE_FIGURE, dpi=dpi)["dpi"]
         path.parent.mkdir(parents=True, exist_ok=True)
         return atomic_write(
             path,
@@ -163,6 +171,7 @@ def method_grid(
     Returns:
         The figure (close it, or write it with ``save_figure``).
     """
+    validate("method_grid", _METHOD_GRID, alpha=alpha)
     if not isinstance(maps, Mapping) or not maps:
         raise XAIValueError("maps must be a non-empty mapping from method name to (H, W) map")
     subtitles = dict(subtitles or {})
@@ -251,6 +260,7 @@ def class_grid(
 
     import xai
 
+    validate("class_grid", _CLASS_GRID, alpha=alpha)
     if isinstance(methods, str):
         methods = (methods,)
     methods = list(methods)

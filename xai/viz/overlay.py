@@ -16,11 +16,13 @@ flipped back with ``[..., ::-1]``, to ``cv2.imwrite``. OpenCV is imported on fir
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from xai.core.errors import XAITypeError, XAIValueError
+from xai.core.validate import Constraint, Interval, validate
 
 __all__ = ["colorize", "colormaps", "overlay", "resolve_colormap", "to_rgb"]
 
@@ -200,6 +202,11 @@ def to_rgb(image: Any) -> np.ndarray:
     return np.rint(unit * 255.0).astype(np.uint8)
 
 
+# The constraints of ``overlay``'s numeric options, declared once (the grids that draw
+# overlays check theirs against it too).
+_OVERLAY: dict[str, Sequence[Constraint]] = {"alpha": [Interval(0.0, 1.0)]}
+
+
 def overlay(
     image: Any,
     saliency: Any,
@@ -222,11 +229,7 @@ def overlay(
     Returns:
         ``(H, W, 3)`` ``uint8`` RGB at the image's size.
     """
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.floating | np.integer):
-        raise XAITypeError(f"alpha must be a number in [0, 1]; got {type(alpha).__name__}")
-    alpha = float(alpha)
-    if not 0.0 <= alpha <= 1.0:  # also refuses NaN
-        raise XAIValueError(f"alpha must be in [0, 1]; got {alpha}")
+    alpha = validate("overlay", _OVERLAY, alpha=alpha)["alpha"]  # NaN refused too
     rgb = to_rgb(image)
     heat_map = _check_map(saliency)
     height, width = rgb.shape[:2]

@@ -13,12 +13,14 @@ decimal; bars are drawn in floating point. matplotlib is imported on first use.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xai.core.errors import XAITypeError, XAIValueError
+from xai.core.validate import Constraint, Integer, validate
 from xai.explanation import ShapleyResult
 from xai.viz._mpl import pyplot
 from xai.viz.grids import save_figure
@@ -46,8 +48,6 @@ def _column(result: ShapleyResult, output: int) -> tuple[list[Any], Any, Any, np
     base, full, stderr = result.base_value, result.full_value, result.stderr
     if values.ndim == 2:
         outputs = values.shape[1]
-        if isinstance(output, bool) or not isinstance(output, int | np.integer):
-            raise XAITypeError(f"output must be an int; got {type(output).__name__}")
         if not -outputs <= output < outputs:
             raise XAIValueError(f"output {output} is out of range: the game has {outputs} outputs")
         values = values[:, output]
@@ -84,9 +84,9 @@ def _order(values: list[Any]) -> list[int]:
     return [int(i) for i in np.argsort(-magnitude, kind="stable")]
 
 
-def _check_digits(digits: int) -> None:
-    if isinstance(digits, bool) or not isinstance(digits, int) or not 0 <= digits <= 12:
-        raise XAIValueError(f"digits must be an int from 0 to 12; got {digits!r}")
+# The constraints of ``waterfall``'s and ``bar``'s numeric options, declared once
+# (``output`` is then checked against the game's outputs; negative counts from the end).
+_PLOT: dict[str, Sequence[Constraint]] = {"output": [Integer()], "digits": [Integer(0, 12)]}
 
 
 def _style(ax: Axes, names: list[str], title: str) -> None:
@@ -128,7 +128,8 @@ def waterfall(
     Returns:
         The figure (close it, or write it with ``save_figure``).
     """
-    _check_digits(digits)
+    options = validate("waterfall", _PLOT, output=output, digits=digits)
+    output, digits = options["output"], options["digits"]
     values, base, full, _ = _column(result, output)
     order = _order(values)
     names = [result.feature_names[i] for i in order]
@@ -210,7 +211,8 @@ def bar(
     Returns:
         The figure (close it, or write it with ``save_figure``).
     """
-    _check_digits(digits)
+    options = validate("bar", _PLOT, output=output, digits=digits)
+    output, digits = options["output"], options["digits"]
     values, _, _, stderr = _column(result, output)
     order = _order(values)
     names = [result.feature_names[i] for i in order]
