@@ -17,6 +17,7 @@ options' constraints are declared once, in its ``constraints`` table.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -129,6 +130,9 @@ class Explainer(ABC):
 
 
 def _refuse_non_finite(raw: torch.Tensor, scores: torch.Tensor, method: str) -> None:
+    # A NaN or an infinity makes a sum non-finite (a finite overflow is cleared below).
+    if math.isfinite(float(raw.sum()) + float(scores.sum())):
+        return
     if bool(torch.isfinite(raw).all() & torch.isfinite(scores).all()):
         return
     finite = torch.isfinite(raw).flatten(1).all(dim=1) & torch.isfinite(scores)

@@ -59,7 +59,12 @@ def add_parser(commands: Any) -> None:
         default="gradcam",
         help="a method (default gradcam), several separated by commas, or 'all'",
     )
-    p.add_argument("--layer", help="the layer to explain (default: the last feature maps)")
+    p.add_argument(
+        "--layer",
+        help="the layer to explain, a dotted name as `xai layers` lists (default: the last "
+        "feature maps; a transformer's last attention input); 'name[0]' or \"name['key']\" "
+        "picks one tensor of a layer returning a tuple or dict",
+    )
     p.add_argument(
         "--target",
         default="top1",
@@ -118,12 +123,13 @@ def parse_target(text: str, class_names: Sequence[str]) -> int | None:
 
 def check_layer(model: Any, layer: str) -> None:
     """An unknown layer name -> one line with the nearest valid names."""
-    from xai.core.layers import nearest_layers
+    from xai.core.layers import nearest_layers, parse_layer
 
-    if layer not in dict(model.named_modules(remove_duplicate=False)):
+    path, _ = parse_layer(layer)  # "name['key']" selects a tensor of the layer's output
+    if path not in dict(model.named_modules(remove_duplicate=False)):
         raise XAIValueError(
-            f"--layer {layer!r} is not a layer of this model; nearest: "
-            f"{', '.join(nearest_layers(model, layer, n=4))} (list them with `xai layers`)"
+            f"--layer {path!r} is not a layer of this model; nearest: "
+            f"{', '.join(nearest_layers(model, path, n=4))} (list them with `xai layers`)"
         )
 
 

@@ -7,6 +7,7 @@ its maps would be NaN, or worse, look clean for a class picked by an argmax over
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from typing import Any
 
@@ -64,7 +65,10 @@ def prepare_inputs(model: nn.Module, inputs: Any) -> torch.Tensor:
     if min(inputs.shape) == 0:
         raise XAIValueError(f"inputs must not be empty; got shape {tuple(inputs.shape)}")
     x = inputs.detach()
-    if not bool(torch.isfinite(x).all()):
+    # A NaN or an infinity makes the sum non-finite (so does an overflow of huge finite
+    # values, which the exact check below then clears): one cheap reduction in the usual
+    # case instead of an elementwise test.
+    if not math.isfinite(float(x.sum(dtype=torch.float32))) and not bool(torch.isfinite(x).all()):
         finite = torch.isfinite(x).flatten(1).all(dim=1)
         bad = (~finite).nonzero()[:, 0].tolist()
         first = bad[0]

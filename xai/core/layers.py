@@ -22,7 +22,7 @@ from torch import nn
 
 from xai.core.errors import XAITypeError, XAIValueError
 
-__all__ = ["LayerRef", "describe_output", "nearest_layers", "resolve_layer"]
+__all__ = ["LayerRef", "describe_output", "nearest_layers", "parse_layer", "resolve_layer"]
 
 _SELECTOR = re.compile(r"^(?P<path>[^\[\]]+)\[(?P<key>[^\[\]]+)\]$")
 
@@ -130,7 +130,8 @@ def _example(path: str, output: Any) -> str:
     return path
 
 
-def _parse(layer: str) -> tuple[str, int | str | None]:
+def parse_layer(layer: str) -> tuple[str, int | str | None]:
+    """``"fpn['p3']"`` -> ``("fpn", "p3")``; ``"block[0]"`` -> ``("block", 0)``."""
     match = _SELECTOR.match(layer.strip())
     if match is None:
         return layer.strip(), None
@@ -162,7 +163,7 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> LayerRef:
             f"layer must be None, a dotted module name or a torch.nn.Module; got "
             f"{type(layer).__name__}."
         )
-    path, key = _parse(layer)
+    path, key = parse_layer(layer)
     modules = dict(model.named_modules(remove_duplicate=False))
     modules.pop("", None)
     if path in modules:

@@ -22,11 +22,10 @@ def minmax(maps: torch.Tensor) -> torch.Tensor:
     and becomes all zeros (never NaN).
     """
     flat = maps.reshape(maps.shape[0], -1).float()
-    low = flat.min(dim=1, keepdim=True).values
-    high = flat.max(dim=1, keepdim=True).values
+    low, high = torch.aminmax(flat, dim=1, keepdim=True)
     span = high - low
     scale = torch.maximum(high.abs(), low.abs())
     constant = span <= torch.finfo(torch.float32).eps * scale
-    safe = torch.where(constant, torch.ones_like(span), span)
-    out = torch.where(constant, torch.zeros_like(flat), (flat - low) / safe)
+    out = (flat - low).div_(span.masked_fill(constant, 1.0))
+    out.masked_fill_(constant, 0.0)
     return out.clamp_(0.0, 1.0).reshape(maps.shape)
