@@ -1,8 +1,9 @@
-"""The benchmark scripts run, and their ResNets are torchvision's shapes.
+"""The benchmark scripts run, their ResNets are torchvision's shapes, their ViT timm's.
 
 The benchmarks time nothing here: these only keep the scripts from rotting, check that
 the peers' maps the tables compare agree where they should, and prove the hand-built
-ResNets have torchvision's exact architecture (parameter counts, feature-map sizes).
+ResNets have torchvision's exact architecture (parameter counts, feature-map sizes) and
+the hand-built ViT-B/16 timm's (parameter count, token shapes, module names).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ BENCH = ROOT / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import resnets  # noqa: E402
+import vits  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -39,6 +41,43 @@ def test_resnets_have_torchvisions_shapes(build, parameters, channels):
     assert out.shape == (1, 1000)
     assert seen["shape"] == (1, channels, 7, 7)
     assert not model.training
+
+
+def test_vit_has_timms_shapes_and_names():
+    # timm.create_model("vit_base_patch16_224"): 86,567,656 parameters; blocks.11.norm1
+    # gives (N, 1 + 14*14, 768) tokens at 224 x 224; the head reads the class token.
+    model = vits.vit_base_patch16_224()
+    assert sum(p.numel() for p in model.parameters()) == 86_567_656
+    modules = dict(model.named_modules())
+    for name in ("patch_embed.proj", "blocks.11.attn.qkv", "blocks.11.attn.proj"):
+        assert name in modules
+    assert {"blocks.11.mlp.fc1", "blocks.11.mlp.act", "blocks.11.mlp.fc2", "norm"} < set(modules)
+    assert modules["patch_embed.proj"].stride == (16, 16)
+    assert modules["blocks.11.norm1"].eps == 1e-6
+    assert tuple(model.cls_token.shape) == (1, 1, 768)
+    assert tuple(model.pos_embed.shape) == (1, 197, 768)
+    seen = {}
+    handle = model.blocks[11].norm1.register_forward_hook(lambda m, i, o: seen.update(t=o.shape))
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, 224, 224))
+    handle.remove()
+    assert out.shape == (1, 1000)
+    assert seen["t"] == (1, 197, 768)
+    assert not model.training
+
+
+@pytest.mark.slow
+def test_vit_computes_what_timm_computes():
+    # Where timm is installed (the benchmark environment): its state dict loads into ours
+    # unchanged, key for key, and both give the same logits.
+    timm = pytest.importorskip("timm")
+    theirs = timm.create_model("vit_base_patch16_224", pretrained=False).eval()
+    ours = vits.vit_base_patch16_224()
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
 
 
 def _run(*args: str) -> str:
@@ -74,3 +113,61 @@ def test_bench_shapley_quick_agrees_with_shap():
     for row in rows:
         assert float(row[9]) < 1e-10  # max |xai - shap|
         assert abs(float(row[10])) < 1e-10  # efficiency gap
+
+
+def _tables(out: str) -> dict[str, list[list[str]]]:
+    """Each ``### title`` of a report -> the cells of its markdown rows (headers too)."""
+    tables: dict[str, list[list[str]]] = {}
+    title = ""
+    for line in out.splitlines():
+        if line.startswith("### "):
+            title = line[4:]
+            tables[title] = []
+        elif line.startswith("| ") and title:
+            tables[title].append([c.strip() for c in line.split("|")[1:-1]])
+    return tables
+
+
+@pytest.fixture(scope="module")
+def bench_vit_quick() -> str:
+    return _run("benchmarks/bench_vit.py", "--quick", "--no-memory")
+
+
+def test_bench_vit_quick_prints_tables_and_xai_equals_the_reference(bench_vit_quick):
+    tables = _tables(bench_vit_quick)
+    assert [title.rsplit(", ", 1)[1] for title in tables] == ["batch 1", "batch 8"]
+    assert bench_vit_quick.count("(timm's `blocks[-1].norm1` is `blocks.1.norm1`: yes)") == 2
+    for rows in tables.values():
+        cells = {(r[0], r[1].split(":")[0]): r for r in rows}
+        assert float(cells[("plain forward", "`model(x)`, no grad")][2]) > 0
+        assert float(cells[("gradcam", "xai")][2]) > 0
+        assert float(cells[("gradcam", "xai")][3]) > 0  # × forward
+        floor = cells[("gradcam", "hand-written")]
+        assert floor[6].startswith("yes (")  # the hand-written floor makes the same maps
+        reference = next(r for r in rows if r[0].startswith("xai vs the float64 reference"))
+        assert float(reference[1]) < 1e-5  # raw maps, relative to their maximum
+        assert float(reference[2]) < 1e-5  # final maps in [0, 1]
+
+
+def _pytorch_grad_cam_imports() -> bool:
+    try:
+        import pytorch_grad_cam  # noqa: F401
+    except Exception:  # not installed, or torchvision refusing this torch
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _pytorch_grad_cam_imports(), reason="pytorch-grad-cam not importable")
+def test_bench_vit_quick_pytorch_grad_cam_agrees(bench_vit_quick):
+    for rows in _tables(bench_vit_quick).values():
+        timed = next(r for r in rows if r[1].startswith("pytorch-grad-cam:"))
+        assert timed[6].startswith("yes ("), timed
+        compared = next(r for r in rows if r[0] == "pytorch-grad-cam vs xai")
+        assert float(compared[1]) < 1e-5  # raw maps: the same arithmetic
+        assert float(compared[2]) < 1e-5  # final maps: OpenCV's and torch's bilinear agree
+
+
+def test_bench_vit_memory_worker_reports_a_peak():
+    out = _run("benchmarks/bench_vit.py", "--worker", "tiny-b1", "xai")
+    peak = json.loads(out.strip().splitlines()[-1])["peak_mb"]
+    assert 0 <= peak < 500
