@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -37,7 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import resnets
-from _timing import race
+from _timing import peak_mb, race, worker_peak_mb
 
 import xai
 from xai.core.maps import minmax, upsample
@@ -193,14 +192,6 @@ def plain_forward(case: Case) -> Callable[[], object]:
 # ------------------------------------------------------------------------- memory
 
 
-def _resident_mb(field: str) -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def worker(case_name: str, method: str, impl: str) -> None:
     """Print the peak resident memory of one call, in MB above the process before it."""
     case = build_case(case_name)
@@ -214,28 +205,11 @@ def worker(case_name: str, method: str, impl: str) -> None:
         plain_forward(case)()
     else:
         fn()
-    import ctypes
-
-    ctypes.CDLL("libc.so.6").malloc_trim(0)  # return freed memory, then reset the peak
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")
-    before = _resident_mb("VmRSS")
-    fn()
-    print(json.dumps({"peak_mb": _resident_mb("VmHWM") - before}))
+    print(json.dumps({"peak_mb": peak_mb(fn)}))
 
 
 def memory(case_name: str, method: str, impl: str) -> float | None:
-    command = [sys.executable, __file__, "--worker", case_name, method, impl]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        print(
-            f"<!-- memory worker {case_name} {method} {impl} failed: "
-            f"{done.stderr.strip().splitlines()[-1:]} -->",
-            flush=True,
-        )
-        return None
-    return json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"]
+    return worker_peak_mb(__file__, [case_name, method, impl])
 
 
 # ------------------------------------------------------------------------- report

@@ -33,7 +33,6 @@ import argparse
 import copy
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,8 +45,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vits
-from _timing import race
-from bench_peers import TOLERANCE, _resident_mb
+from _timing import peak_mb, race, worker_peak_mb
+from bench_peers import TOLERANCE
 
 import xai
 
@@ -225,27 +224,11 @@ def worker(key: str, impl: str) -> None:
     fns = {"forward": plain_forward, "xai": xai_explainer, FLOOR: floor_fn, PEER: peer_fn}
     fn = fns[impl](case)
     fn()
-    import ctypes
-
-    ctypes.CDLL("libc.so.6").malloc_trim(0)  # return freed memory, then reset the peak
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")
-    before = _resident_mb("VmRSS")
-    fn()
-    print(json.dumps({"peak_mb": _resident_mb("VmHWM") - before}))
+    print(json.dumps({"peak_mb": peak_mb(fn)}))
 
 
 def memory(key: str, impl: str) -> float | None:
-    command = [sys.executable, __file__, "--worker", key, impl]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        print(
-            f"<!-- memory worker {key} {impl} failed: {done.stderr.strip().splitlines()[-1:]} -->",
-            flush=True,
-        )
-        return None
-    return json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"]
+    return worker_peak_mb(__file__, [key, impl])
 
 
 # ------------------------------------------------------------------------- report

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tests._reference import hooked_gradcam
+
 
 class Attention(nn.Module):
     def __init__(self, dim: int, heads: int) -> None:
@@ -132,17 +134,10 @@ def hf_vit(seed: int = 0, **overrides):
 
 
 def token_gradcam(model: nn.Module, module: nn.Module, x: torch.Tensor, targets, reshape):
-    """Grad-CAM from the paper's equations with a plain hook and an explicit reshape:
-    alpha_k = mean_ij dy/dA_kij, L = ReLU(sum_k alpha_k A_k)."""
-    store = {}
-    handle = module.register_forward_hook(lambda m, i, o: store.setdefault("a", o))
-    try:
-        with torch.enable_grad():
-            out = model(x)
-    finally:
-        handle.remove()
-    logits = out if isinstance(out, torch.Tensor) else out.logits
-    score = logits[torch.arange(len(x)), torch.as_tensor(targets)].sum()
-    (grad,) = torch.autograd.grad(score, store["a"])
-    A, G = reshape(store["a"].detach()), reshape(grad)
-    return (G.mean(dim=(2, 3), keepdim=True) * A).sum(dim=1).clamp_min(0)
+    """Grad-CAM of class ``targets`` at a token layer, with an explicit ``reshape``."""
+
+    def score(out):
+        logits = out if isinstance(out, torch.Tensor) else out.logits
+        return logits[torch.arange(len(x)), torch.as_tensor(targets)]
+
+    return hooked_gradcam(model, module, x, score, reshape)

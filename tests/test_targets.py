@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import xai
+from tests._reference import hooked_gradcam
 from tests.conftest import make_gapcnn
 from xai.targets import Box, Class, Segmentation, Similarity, Target
 from xai.targets.box import box_iou
@@ -16,16 +17,7 @@ from xai.targets.box import box_iou
 
 def gradcam_reference(model, layer: nn.Module, x: torch.Tensor, score_fn) -> torch.Tensor:
     """Grad-CAM from the equations with a plain hook: score_fn(output) -> (N,) scores."""
-    store = {}
-    handle = layer.register_forward_hook(lambda m, i, o: store.setdefault("a", o))
-    try:
-        with torch.enable_grad():
-            out = model(x)
-    finally:
-        handle.remove()
-    (grad,) = torch.autograd.grad(score_fn(out).sum(), store["a"])
-    A = store["a"].detach()
-    return (grad.mean(dim=(2, 3), keepdim=True) * A).sum(dim=1).clamp_min(0)
+    return hooked_gradcam(model, layer, x, score_fn)
 
 
 # ---------------------------------------------------------------------- segmentation
