@@ -87,7 +87,7 @@ def test_explain_one_image_writes_what_the_library_computes(tmp_path, model):
     out = tmp_path / "out"
     result = run("explain", SAMPLES["Sneaker"], "--out", out)
     assert result.returncode == 0, result.stderr
-    folder = out / "7-sneaker"
+    folder = out / "7-sneaker.png"
     assert sorted(p.name for p in folder.iterdir()) == [
         "gradcam_heatmap.png",
         "gradcam_overlay.png",
@@ -155,7 +155,7 @@ def test_explain_many_images_all_methods_and_a_named_target(tmp_path, files):
         "0.3",
     )
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["7-sneaker", "8-bag", "wide"]
+    assert sorted(p.name for p in out.iterdir()) == ["7-sneaker.png", "8-bag.png", "wide.jpg"]
     for folder in out.iterdir():
         manifest = json.loads((folder / "manifest.json").read_text())
         entries = {e["method"]: e for e in manifest["explanations"]}
@@ -171,7 +171,7 @@ def test_explain_many_images_all_methods_and_a_named_target(tmp_path, files):
         assert grid.shape[0] > 300
     assert "explaining" in result.stderr  # the progress bar
     table = result.stdout.splitlines()
-    assert table[0].split() == ["image", "prediction", "explained", "(score)"]
+    assert table[0].split() == ["image", "prediction", "explained", "(score)", "map", "vs", "top-1"]
     assert all("Ankle boot (" in line for line in table[1:4])
     assert "wrote 3 images x 11 methods" in result.stdout
 
@@ -182,15 +182,15 @@ def test_explain_converts_colour_transparency_and_16_bit(tmp_path, files, model)
     result = run("explain", *(files[n] for n in names), "--method", "cam", "--out", out)
     assert result.returncode == 0, result.stderr
     for name, mode, display in [
-        ("wide", "rgb", [360, 600]),
-        ("alpha", "rgba", [224, 224]),
-        ("deep", "gray", [224, 224]),
+        ("wide.jpg", "rgb", [360, 600]),
+        ("alpha.png", "rgba", [224, 224]),
+        ("deep.png", "gray", [224, 224]),
     ]:
         manifest = json.loads((out / name / "manifest.json").read_text())
         assert manifest["image"]["mode"] == mode
         assert manifest["input_size"] == [1, 28, 28]
         assert [manifest["display"]["height"], manifest["display"]["width"]] == display
-        path = next(files[n] for n in names if n.startswith(name))
+        path = files[name]
         x = to_input(read_image(path), 1, (28, 28))[None]
         expected = xai.explain(model, x, method="cam")
         raw = np.load(out / name / "cam_raw.npy")
@@ -200,7 +200,7 @@ def test_explain_converts_colour_transparency_and_16_bit(tmp_path, files, model)
         overlay_png = cv2.imread(str(out / name / "cam_overlay.png"))
         assert list(overlay_png.shape[:2]) == display
     # the 16-bit sneaker is the 8-bit one times 257: the same input, the same map
-    same = np.load(out / "deep" / "cam_raw.npy")
+    same = np.load(out / "deep.png" / "cam_raw.npy")
     x8 = to_input(read_image(SAMPLES["Sneaker"]), 1)[None]
     np.testing.assert_allclose(same, xai.explain(model, x8, method="cam").raw[0], atol=1e-5)
 
@@ -230,9 +230,9 @@ def test_every_model_spec_gives_the_builtin_model_s_map(tmp_path, files, model, 
     assert result.returncode == 0, result.stderr
     x = to_input(read_image(SAMPLES["Coat"]), 1)[None]
     expected = xai.explain(model, x, method="gradcam", layer="features.10")
-    raw = np.load(out / "4-coat" / "gradcam_raw.npy")
+    raw = np.load(out / "4-coat.png" / "gradcam_raw.npy")
     np.testing.assert_allclose(raw, expected.raw[0].numpy(), rtol=1e-5, atol=1e-6)
-    manifest = json.loads((out / "4-coat" / "manifest.json").read_text())
+    manifest = json.loads((out / "4-coat.png" / "manifest.json").read_text())
     assert manifest["explanations"][0]["layer"] == "features.10"
     assert manifest["model"]["kind"] in ("state_dict", "factory", "pickle")
 

@@ -136,7 +136,7 @@ def test_bash_blocks_in_the_docs_run_as_written(path, tmp_path):
             )
             assert result.returncode == 0, f"{line}\n{result.stderr}"
     if path.name == "cli.md":
-        assert (tmp_path / "maps" / "7-sneaker" / "manifest.json").is_file()
+        assert (tmp_path / "maps" / "7-sneaker.png" / "manifest.json").is_file()
         assert (tmp_path / "housing.png").is_file()
         assert len(list((tmp_path / "maps-all").glob("*/comparison.png"))) == 10
 

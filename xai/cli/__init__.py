@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from xai import __version__, registry
 from xai.core.errors import XAIError
+from xai.core.interrupts import Terminated, deferred_interrupts, terminate_as_exception
 
 __all__ = ["main"]
 
@@ -82,17 +83,40 @@ def _dispatch(args: argparse.Namespace) -> int | None:
     return None
 
 
+#: The heavy modules a command imports, loaded first with Ctrl-C held back, so that an
+#: interrupt never lands inside a compiled module's import (see xai.core.interrupts).
+_PRELOAD = {
+    "explain": ("torch", "cv2"),
+    "layers": ("torch",),
+    "classes": ("torch",),
+    "samples": ("torch", "cv2"),
+    "train": ("torch",),
+}
+
+
+def _preload(command: str | None) -> None:
+    import importlib
+
+    modules = _PRELOAD.get(command or "", ())
+    if modules:
+        with deferred_interrupts():
+            for name in modules:
+                importlib.import_module(name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xai`` console script; returns the exit status.
 
     Bad input (a missing file, a bad option value, an unreadable image or model) prints
     one line, ``xai: error: ...``, on standard error and exits with status 2, never a
-    traceback.
+    traceback. Ctrl-C exits with status 130 and SIGTERM with 143, one line each.
     """
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        status = _dispatch(args)
+        with terminate_as_exception():
+            _preload(args.command)
+            status = _dispatch(args)
     except BrokenPipeError:  # the reader went away (`xai layers | head`): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -103,9 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"xai: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C: every output folder is whole or absent
         print("xai: interrupted", file=sys.stderr)
         return 130
+    except Terminated:  # SIGTERM (kill): the same, with the shell's status for it
+        print("xai: terminated", file=sys.stderr)
+        return 143
     if status is None:
         parser.print_help()
         return 0

@@ -18,13 +18,17 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from xai.explanation import Explanation
     from xai.models.loading import LoadedModel
 
-__all__ = ["Item", "table", "versions", "write_item"]
+__all__ = ["NEAR_EMPTY", "Item", "Result", "strength", "table", "versions", "write_item"]
 
 #: Overlays of images smaller than this (on the short side) are enlarged to stay legible.
 MIN_DISPLAY = 224
+
+
+#: A map whose maximum is at most this share of the top-1 class's map (same image and
+#: method) is reported as near-empty: min-max scaling would make it look strong.
+NEAR_EMPTY = 0.01
 
 
 @dataclass
@@ -36,7 +40,35 @@ class Item:
     size: tuple[int, int]
     mode: str
     shape: tuple[int, int, int]  # the model input made from it, (C, H, W)
-    summary: tuple[str, float, str, float] | None = None  # for the table
+    summary: tuple[str, float, str, float, str] | None = None  # for the table
+
+
+@dataclass(frozen=True)
+class Result:
+    """One method's explanation of one image, all the command keeps until it writes."""
+
+    raw: torch.Tensor  # (h, w) float32, the map before resizing and normalisation
+    target: int  # the class explained (-1: none named)
+    score: float
+    layer: str | None
+    relative: float | None  # raw max / the top-1 class's raw max (None: that one is 0)
+
+    @property
+    def near_empty(self) -> bool:
+        """Whether the map is (almost) all zero next to the top-1 class's map."""
+        peak = float(self.raw.max())
+        return peak <= 0.0 or (self.relative is not None and self.relative <= NEAR_EMPTY)
+
+
+def strength(result: Result) -> str:
+    """The map's scale next to the top-1 class's, for the table: ``"100%"``,
+    ``"0.3% near-empty"``, ``"all zero"``."""
+    if float(result.raw.max()) <= 0.0:
+        return "all zero"
+    if result.relative is None:
+        return "-"
+    text = f"{100 * result.relative:.3g}%"
+    return f"{text} near-empty" if result.near_empty else text
 
 
 def _display(rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
@@ -50,11 +82,11 @@ def _display(rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     return rgb, (rgb.shape[0], rgb.shape[1])
 
 
-def _display_map(explanation: Explanation, size: tuple[int, int]) -> np.ndarray:
+def _display_map(result: Result, size: tuple[int, int]) -> np.ndarray:
     """The raw map resized once, bilinearly, to the drawing size, then min-max scaled."""
     from xai.core.maps import minmax, upsample
 
-    return minmax(upsample(explanation.raw[:1].float(), size))[0].numpy()
+    return minmax(upsample(result.raw[None].float(), size))[0].numpy()
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
@@ -87,23 +119,23 @@ def versions() -> dict[str, str]:
 
 
 def write_item(
+    folder: Path,
     item: Item,
     rgb: np.ndarray,
-    explanations: dict[str, Explanation],
+    explanations: dict[str, Result],
     logits: torch.Tensor,
     probabilities: torch.Tensor,
     loaded: LoadedModel,
     class_names: list[str],
     args: argparse.Namespace,
     versions: dict[str, str],
-) -> Path:
+) -> None:
+    """Write one image's files into ``folder`` (a fresh, partial folder: see _folders)."""
     import numpy as np
 
     from xai._files import atomic_write, atomic_write_text
     from xai.viz.overlay import colorize, overlay
 
-    folder = args.out / item.folder
-    folder.mkdir(parents=True, exist_ok=True)
     rgb, size = _display(rgb)
     top = probabilities.topk(min(5, len(class_names)))
     entries = []
@@ -119,14 +151,14 @@ def write_item(
         }
         _write_png(folder / files["overlay"], overlay(rgb, saliency, args.alpha, args.colormap))
         _write_png(folder / files["heatmap"], colorize(saliency, args.colormap))
-        raw = explanation.raw[0].numpy().astype(np.float32)
+        raw = explanation.raw.numpy().astype(np.float32)
         atomic_write(folder / files["raw"], partial(np.save, arr=raw))
-        index = int(explanation.targets[0])
+        index = explanation.target
         name = class_names[index] if index >= 0 else None
         if not registry.get(method).class_specific:
             subtitles[method] = "class-agnostic"
         elif name:
-            subtitles[method] = f"{name} ({float(explanation.scores[0]):.2f})"
+            subtitles[method] = f"{name} ({explanation.score:.2f})"
         entries.append(
             {
                 "method": method,
@@ -134,10 +166,14 @@ def write_item(
                 "target": index,
                 "target_class": name,
                 "class_specific": registry.get(method).class_specific,
-                "score": float(explanation.scores[0]),
+                "score": explanation.score,
                 "raw_shape": list(raw.shape),
                 "raw_min": float(raw.min()),
                 "raw_max": float(raw.max()),
+                # The scale min-max scaling hides: this map's maximum over the maximum of
+                # the same method's map for the image's top-1 class (1 when it is that one).
+                "raw_max_relative_to_top1": explanation.relative,
+                "near_empty": explanation.near_empty,
                 "files": files,
             }
         )
@@ -191,23 +227,24 @@ def write_item(
         manifest["comparison"] = "comparison.png"
     atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     first = next(iter(explanations.values()))
-    index = int(first.targets[0])
+    index = first.target
     item.summary = (
         f"{class_names[int(top.indices[0])]} {float(top.values[0]):.1%}",
         float(top.values[0]),
         class_names[index] if index >= 0 else "(callable)",
-        float(first.scores[0]),
+        first.score,
+        strength(first),
     )
-    return folder
 
 
 def table(items: list[Item]) -> str:
-    rows = [("image", "prediction", "explained (score)")]
+    """The printed summary: one row per image, for the first method."""
+    rows = [("image", "prediction", "explained (score)", "map vs top-1")]
     for item in items:
         assert item.summary is not None
-        prediction, _, explained, score = item.summary
-        rows.append((item.path.name, prediction, f"{explained} ({score:.2f})"))
-    widths = [max(len(row[c]) for row in rows) for c in range(3)]
+        prediction, _, explained, score, relative = item.summary
+        rows.append((item.path.name, prediction, f"{explained} ({score:.2f})", relative))
+    widths = [max(len(row[c]) for row in rows) for c in range(4)]
     return "\n".join(
         "  ".join(cell.ljust(widths[c]) for c, cell in enumerate(row)).rstrip() for row in rows
     )

@@ -1,10 +1,18 @@
 """``xai explain``: explain image files with any method and write the pictures.
 
-Per image, in a folder of its own under ``--out``: an overlay PNG and a heatmap PNG per
-method, the raw map (``.npy``), a comparison grid when several methods run, and
-``manifest.json`` (what was explained, how, with which model and package versions),
-written last. Every file is written whole or not at all. All inputs are checked before
-anything is written: a bad image, method, layer or target stops the run with one line.
+Per image, in a folder of its own under ``--out`` named after the image's file name
+(``x.png`` -> ``OUT/x.png/``; two inputs with one file name in a run are refused): an
+overlay PNG and a heatmap PNG per method, the raw map (``.npy``), a comparison grid when
+several methods run, and ``manifest.json`` (what was explained, how, how strong each map
+is next to the top-1 class's, with which model and package versions).
+
+What is written when: every image is decoded and explained first, so a bad image,
+method, layer, target or a shape the model refuses, in any batch, stops the run with
+one line and nothing on disk. Then each image's folder is written into a hidden partial
+folder and renamed into place whole; an earlier run's folder of the same name is
+replaced as a whole. Ctrl-C (exit 130) and SIGTERM (143) remove the partial folder; a
+killed process leaves only a hidden one, removed by the next run. A failure while
+writing (a full disk) says how many folders were written, each whole.
 """
 
 from __future__ import annotations
@@ -14,12 +22,15 @@ import difflib
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xai import registry
 from xai.cli._common import add_model_options, input_size, load
-from xai.cli._output import Item, table, versions, write_item
+from xai.cli._folders import folder_names, write_folder
+from xai.cli._output import Item, Result, table, versions, write_item
 from xai.core.errors import XAIValueError
 
 if TYPE_CHECKING:
@@ -136,24 +147,13 @@ def check_layer(model: Any, layer: str) -> None:
 # ------------------------------------------------------------------------- pipeline
 
 
-def _folder_names(paths: Sequence[Path]) -> list[str]:
-    used: dict[str, int] = {}
-    names = []
-    for path in paths:
-        stem = path.stem or "image"
-        count = used.get(stem, 0) + 1
-        used[stem] = count
-        names.append(stem if count == 1 else f"{stem}-{count}")
-    return names
-
-
 def _survey(paths: Sequence[Path], loaded: LoadedModel, args: argparse.Namespace) -> list[Item]:
     """Decode every image once, before anything is written: a bad file stops the run."""
     from xai.images import read_image
 
     channels, size = input_size(loaded, args.input_size)
     items = []
-    for path, folder in zip(paths, _folder_names(paths), strict=True):
+    for path, folder in zip(paths, folder_names(paths), strict=True):
         image = read_image(path)
         wanted = channels or (1 if image.mode == "gray" else 3)
         height, width = size or image.size
@@ -208,14 +208,28 @@ def _forward(model: Any, x: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def _process(
+@dataclass
+class Computed:
+    """What the command keeps of one image until every image is explained."""
+
+    item: Item
+    logits: torch.Tensor  # (classes,) float32
+    results: dict[str, Result]
+
+
+def _compute(
     items: list[Item],
     loaded: LoadedModel,
     methods: Sequence[str],
     args: argparse.Namespace,
-) -> list[str]:
-    """Explain the images batch by batch and write each batch's files; the first batch
-    is complete (target and layer checked, every map computed) before any file exists."""
+) -> tuple[list[Computed], list[str]]:
+    """Explain every image, batch by batch, before anything is written: a bad input in
+    any batch (a layer, a target, a shape the model refuses) stops the run with nothing
+    on disk. Only the small raw maps are kept (the pictures are drawn when writing).
+
+    Besides the target, each method explains every image's top-1 class too when the
+    target is another class, so that each map's scale can be reported against it.
+    """
     import torch
 
     import xai
@@ -227,7 +241,7 @@ def _process(
     bar = ProgressBar(len(items), "explaining", enabled=len(items) > 1 and not args.quiet)
     class_names: list[str] = []
     target: int | None = None
-    packages = versions()
+    computed: list[Computed] = []
     for number, batch in enumerate(_batches(items, args.batch_size)):
         images = [read_image(item.path) for item in batch]
         x = prepare_inputs(  # on the model's device, in its dtype
@@ -239,33 +253,99 @@ def _process(
                 ]
             ),
         )
+        del images
         logits = _forward(model, x).float()
         if number == 0:
             class_names = _class_names(loaded, int(logits.shape[1]))
             target = parse_target(args.target, class_names)
             if args.layer:
                 check_layer(model, args.layer)
-        results = {
-            method: xai.explain(model, x, method=method, layer=args.layer, target=target)
-            for method in methods
-        }
-        probabilities = torch.softmax(logits, dim=1)
-        for i, (item, image) in enumerate(zip(batch, images, strict=True)):
-            explanations = {method: result[i] for method, result in results.items()}
-            write_item(
-                item,
-                image.rgb(),
-                explanations,
-                logits[i],
-                probabilities[i],
-                loaded,
-                class_names,
-                args,
-                packages,
-            )
+        top1 = logits.argmax(dim=1)
+        per_method = {}
+        for method in methods:
+            e = xai.explain(model, x, method=method, layer=args.layer, target=target)
+            peaks = e.raw.flatten(1).amax(dim=1)
+            if target is None or not registry.get(method).class_specific:
+                reference = peaks  # the map of the top-1 class itself
+            else:
+                top = xai.explain(model, x, method=method, layer=args.layer, target=top1)
+                reference = top.raw.flatten(1).amax(dim=1)
+            per_method[method] = (e, peaks, reference)
+        for i, item in enumerate(batch):
+            results = {}
+            for method, (e, peaks, reference) in per_method.items():
+                relative = float(peaks[i] / reference[i]) if float(reference[i]) > 0 else None
+                results[method] = Result(
+                    raw=e.raw[i].clone(),
+                    target=int(e.targets[i]),
+                    score=float(e.scores[i]),
+                    layer=e.layer,
+                    relative=relative,
+                )
+            computed.append(Computed(item, logits[i].clone(), results))
         bar.update(len(batch))
     bar.close()
-    return class_names
+    return computed, class_names
+
+
+def _fill(
+    folder: Path,
+    *,
+    record: Computed,
+    rgb: Any,
+    probabilities: torch.Tensor,
+    loaded: LoadedModel,
+    class_names: list[str],
+    args: argparse.Namespace,
+    packages: dict[str, str],
+) -> None:
+    write_item(
+        folder,
+        record.item,
+        rgb,
+        record.results,
+        record.logits,
+        probabilities,
+        loaded,
+        class_names,
+        args,
+        packages,
+    )
+
+
+def _write(
+    computed: list[Computed],
+    class_names: list[str],
+    loaded: LoadedModel,
+    args: argparse.Namespace,
+) -> int:
+    """Write each image's folder whole (``write_folder``); returns how many replaced an
+    earlier run's folder. A failure here (a full disk) is reported with what was written."""
+    import torch
+
+    from xai.images import read_image
+
+    packages = versions()
+    replaced = 0
+    for done, record in enumerate(computed):
+        fill = partial(
+            _fill,
+            record=record,
+            rgb=read_image(record.item.path).rgb(),
+            probabilities=torch.softmax(record.logits, dim=0),
+            loaded=loaded,
+            class_names=class_names,
+            args=args,
+            packages=packages,
+        )
+        try:
+            replaced += write_folder(args.out / record.item.folder, fill)
+        except OSError as error:
+            raise type(error)(
+                f"{error} ({done} of {len(computed)} image folders were written, each whole; "
+                f"the rest were not)"
+            ) from error
+    return replaced
 
 
 def run(args: argparse.Namespace) -> int:
@@ -290,14 +370,16 @@ def run(args: argparse.Namespace) -> int:
             f"--arch, or pass package.module:factory"
         )
     items = _survey(paths, loaded, args)
-    _process(items, loaded, methods, args)
+    computed, class_names = _compute(items, loaded, methods, args)
+    replaced = _write(computed, class_names, loaded, args)
     out = args.out
     if not args.quiet:
         print(table(items))
         per = "method" if len(methods) == 1 else "methods"
+        again = f" ({replaced} replaced an earlier run's folder)" if replaced else ""
         print(
             f"wrote {len(items)} image{'s' if len(items) != 1 else ''} x {len(methods)} "
-            f"{per} to {out}{'/' if not str(out).endswith('/') else ''}",
+            f"{per} to {out}{'/' if not str(out).endswith('/') else ''}{again}",
             file=sys.stdout,
         )
     return 0

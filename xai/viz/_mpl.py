@@ -9,11 +9,18 @@ __all__ = ["pyplot"]
 
 
 def pyplot() -> Any:
-    """``matplotlib.pyplot``; selects Agg when pyplot has not been imported yet."""
-    if "matplotlib.pyplot" not in sys.modules:
+    """``matplotlib.pyplot``; selects Agg when pyplot has not been imported yet.
+
+    The first import holds Ctrl-C until it is done (``deferred_interrupts``): an
+    interrupt inside a compiled module's import could leave it half initialised."""
+    if "matplotlib.pyplot" in sys.modules:
+        return sys.modules["matplotlib.pyplot"]
+    from xai.core.interrupts import deferred_interrupts
+
+    with deferred_interrupts():
         import matplotlib
 
         matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt
 
     return plt
