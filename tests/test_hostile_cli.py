@@ -266,3 +266,28 @@ def test_near_empty_maps_are_reported_with_their_scale(tmp_path):
     rows = {r.split()[0]: r for r in result.stdout.splitlines()[1:3]}
     assert rows[SAMPLES["T-shirt/top"].name].endswith(("near-empty", "all zero"))
     assert rows[SAMPLES["Sneaker"].name].endswith("100%")
+
+
+# ------------------------------------------------------------ image limits, damage
+
+
+def test_max_pixels_and_allow_damaged_from_the_command_line(tmp_path):
+    import cv2
+
+    gray = cv2.resize(cv2.imread(str(SAMPLES["Sneaker"]), cv2.IMREAD_GRAYSCALE), (200, 200))
+    ok, encoded = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(encoded.tobytes()[: len(encoded) * 6 // 10])  # cut mid-scan
+    out = tmp_path / "out"
+    line = one_line_error(run("explain", cut, "--out", out))
+    assert "truncated JPEG" in line
+    assert not out.exists()
+    result = run("explain", cut, "--out", out, "--allow-damaged", "-q")
+    assert result.returncode == 0, result.stderr
+    warnings = result.stderr.strip().splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith("xai: warning: "), result.stderr
+    assert whole(out / "cut.jpg")
+    line = one_line_error(run("explain", SAMPLES["Sneaker"], "--out", out, "--max-pixels", "700"))
+    assert "784" in line and "--max-pixels" in line  # 28 x 28 pixels over a cap of 700
+    one_line_error(run("explain", SAMPLES["Sneaker"], "--out", out, "--max-pixels", "0"))

@@ -86,6 +86,19 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--colormap", default="jet", help="an OpenCV colormap name (default jet)")
     p.add_argument("--invert", action="store_true", help="use 1 - pixel (dark-on-light pictures)")
     p.add_argument("--batch-size", type=int, default=32, help="images per model call")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="refuse images larger than this many pixels, read from the file's header "
+        "before decoding (default 89,478,485, Pillow's limit)",
+    )
+    p.add_argument(
+        "--allow-damaged",
+        action="store_true",
+        help="read images whose data the decoder reports as damaged (a warning each) "
+        "instead of refusing them",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no table")
     add_model_options(p)
 
@@ -149,16 +162,36 @@ def check_layer(model: Any, layer: str) -> None:
 
 def _survey(paths: Sequence[Path], loaded: LoadedModel, args: argparse.Namespace) -> list[Item]:
     """Decode every image once, before anything is written: a bad file stops the run."""
-    from xai.images import read_image
+    import warnings
+
+    from xai.images import DamagedImageWarning
 
     channels, size = input_size(loaded, args.input_size)
     items = []
     for path, folder in zip(paths, folder_names(paths), strict=True):
-        image = read_image(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DamagedImageWarning)
+            image = _read(path, args)
+        for warning in caught:  # --allow-damaged: read, and said once per file
+            print(f"xai: warning: {' '.join(str(warning.message).split())}", file=sys.stderr)
         wanted = channels or (1 if image.mode == "gray" else 3)
         height, width = size or image.size
         items.append(Item(path, folder, image.size, image.mode, (wanted, height, width)))
     return items
+
+
+def _read(path: Path, args: argparse.Namespace, *, quiet: bool = False) -> Any:
+    """``read_image`` with the command's --max-pixels and --allow-damaged; ``quiet``: a
+    damaged file's warning was printed already, when it was first read."""
+    import warnings
+
+    from xai.images import MAX_PIXELS, DamagedImageWarning, read_image
+
+    limit = MAX_PIXELS if args.max_pixels is None else args.max_pixels
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore", DamagedImageWarning)
+        return read_image(path, max_pixels=limit, allow_damaged=args.allow_damaged)
 
 
 def _batches(items: list[Item], batch_size: int) -> list[list[Item]]:
@@ -234,7 +267,7 @@ def _compute(
 
     import xai
     from xai.core.inputs import prepare_inputs
-    from xai.images import read_image, to_input
+    from xai.images import to_input
     from xai.training.progress import ProgressBar
 
     model = loaded.model
@@ -243,7 +276,7 @@ def _compute(
     target: int | None = None
     computed: list[Computed] = []
     for number, batch in enumerate(_batches(items, args.batch_size)):
-        images = [read_image(item.path) for item in batch]
+        images = [_read(item.path, args, quiet=True) for item in batch]
         x = prepare_inputs(  # on the model's device, in its dtype
             model,
             torch.stack(
@@ -323,15 +356,13 @@ def _write(
     earlier run's folder. A failure here (a full disk) is reported with what was written."""
     import torch
 
-    from xai.images import read_image
-
     packages = versions()
     replaced = 0
     for done, record in enumerate(computed):
         fill = partial(
             _fill,
             record=record,
-            rgb=read_image(record.item.path).rgb(),
+            rgb=_read(record.item.path, args, quiet=True).rgb(),
             probabilities=torch.softmax(record.logits, dim=0),
             loaded=loaded,
             class_names=class_names,
