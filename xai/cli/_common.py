@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,12 @@ if TYPE_CHECKING:
 
     from xai.models.loading import LoadedModel
 
-__all__ = ["add_model_options", "input_size", "load", "parse_size"]
+__all__ = ["add_model_options", "input_size", "load", "parse_bytes", "parse_size"]
+
+_DEFAULT_MAX_BYTES = 4 << 30  # xai.models.loading.DEFAULT_MAX_BYTES (torch not imported here)
+_MAX_CONFIG_BYTES = 16 << 20  # a --config file is a small JSON object
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +51,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow a file holding a pickled whole model (this runs code from the file)",
     )
+    group.add_argument(
+        "--max-model-size",
+        metavar="SIZE",
+        type=parse_bytes,
+        default=_DEFAULT_MAX_BYTES,
+        help="refuse model files that hold or unpack to more than SIZE, such as 8G or "
+        "500M (default 4G; 'none' for no limit): a guard against zip bombs",
+    )
 
 
 def parse_size(text: str) -> tuple[int, int, int]:
@@ -59,14 +73,33 @@ def parse_size(text: str) -> tuple[int, int, int]:
     return (size[0], size[1], size[2])
 
 
+def parse_bytes(text: str) -> int | None:
+    """``"8G"`` (or ``8GiB``, ``8gb``) -> ``8 * 2**30``; ``"500M"``, ``"1.5G"``, ``"1024"``
+    (bytes); ``"none"`` -> ``None`` (no limit). Units are binary."""
+    if text.strip().lower() == "none":
+        return None
+    match = _SIZE.match(text)
+    size = int(float(match[1]) * _UNITS[match[2].upper()]) if match else 0
+    if size < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 8G, 500M or 1048576 (bytes), or none; got {text!r}"
+        )
+    return size
+
+
 def _config(text: str | None) -> dict[str, Any] | None:
     if text is None:
         return None
     source = Path(text)
+    from_file = text.endswith(".json") and source.is_file()
+    if from_file and source.stat().st_size > _MAX_CONFIG_BYTES:
+        raise XAIValueError(
+            f"--config {text} is {source.stat().st_size:,} bytes; a configuration is a "
+            f"small JSON object of the architecture's arguments"
+        )
     try:
-        raw = source.read_text() if text.endswith(".json") and source.is_file() else text
-        config = json.loads(raw)
-    except ValueError as error:
+        config = json.loads(source.read_text() if from_file else text)
+    except (ValueError, RecursionError) as error:  # too deeply nested: RecursionError
         raise XAIValueError(f"--config: not valid JSON ({error})") from None
     if not isinstance(config, dict):
         raise XAIValueError(f"--config: expected a JSON object of arguments; got {config!r}")
@@ -82,6 +115,7 @@ def load(args: argparse.Namespace) -> LoadedModel:
         arch=args.arch,
         config=_config(args.config),
         trust_pickle=args.trust_pickle,
+        max_bytes=getattr(args, "max_model_size", _DEFAULT_MAX_BYTES),
     )
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import re
+from typing import TYPE_CHECKING, Any
 
 from xai.cli._common import add_model_options, dummy_input, load
 from xai.core.errors import XAIValueError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["add_parsers", "classes", "layers", "samples"]
 
@@ -60,6 +64,34 @@ def _model(args: argparse.Namespace) -> Any:
     return loaded
 
 
+_CHANNELS = re.compile(r"to have (\d+) channels, but got \d+ channels")
+
+
+def _input_error(
+    error: RuntimeError, x: torch.Tensor, override: tuple[int, int, int] | None
+) -> XAIValueError:
+    """The model failed on the dummy input: one line saying what does not fit and the fix,
+    in the command's terms (``--input-size``), not torch's traceback."""
+    from xai.core.inputs import channel_mismatch
+
+    size = ",".join(str(d) for d in x.shape[1:])
+    source = f"--input-size {size}" if override else f"the input size {size} (from the model)"
+    found = _CHANNELS.search(str(error))
+    if found and channel_mismatch(error, x) is not None:  # about the input, not a layer
+        channels = int(found.group(1))
+        wanted = ",".join(str(d) for d in (channels, *x.shape[2:]))
+        return XAIValueError(
+            f"{source}: the model's first convolution expects {channels} input "
+            f"channel{'s' if channels != 1 else ''}, not {x.shape[1]}; pass --input-size "
+            f"{wanted}"
+        )
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return XAIValueError(
+        f"the model cannot take inputs of shape {tuple(x.shape[1:])} ({first}); pass "
+        f"--input-size C,H,W with the size it takes"
+    )
+
+
 def layers(args: argparse.Namespace) -> int:
     from torch import nn
 
@@ -69,7 +101,10 @@ def layers(args: argparse.Namespace) -> int:
 
     loaded = _model(args)
     x = dummy_input(loaded, args.input_size)
-    calls, _ = trace(loaded.model, x)
+    try:
+        calls, _ = trace(loaded.model, x)
+    except RuntimeError as error:
+        raise _input_error(error, x, args.input_size) from None
     try:
         with evaluation_mode(loaded.model):
             default = default_layer(loaded.model, x).name
@@ -111,8 +146,12 @@ def classes(args: argparse.Namespace) -> int:
     loaded = load(args)
     names = loaded.class_names
     if names is None:
+        x = dummy_input(loaded, args.input_size)
         with torch.no_grad():
-            output = loaded.model(dummy_input(loaded, args.input_size))
+            try:
+                output = loaded.model(x)
+            except RuntimeError as error:
+                raise _input_error(error, x, args.input_size) from None
         count = int(output.shape[1]) if isinstance(output, torch.Tensor) else 0
         print(
             f"{loaded.spec} has {count} outputs and no class names (model card or "
@@ -128,12 +167,16 @@ def classes(args: argparse.Namespace) -> int:
 def samples(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from xai._files import atomic_write_bytes, check_writable_dir
+    from xai._files import atomic_write_bytes, check_writable_dir, check_writable_file
     from xai.models.pretrained import sample_images
 
     out = check_writable_dir(Path(args.out))
+    images = sample_images()
+    if out.is_dir():  # each file it would replace, before any is written
+        for _, path in images:
+            check_writable_file(out / path.name, "--out", example=path.name)
     out.mkdir(parents=True, exist_ok=True)
-    for class_name, path in sample_images():
+    for class_name, path in images:
         target = atomic_write_bytes(out / path.name, path.read_bytes())
         print(f"{target}  ({class_name})")
     return 0

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from xai._files import atomic_write
-from xai.core.errors import XAIFileNotFoundError, XAIPermissionError
+from xai._files import atomic_write, check_writable_file
 
 __all__ = ["add_parser", "run"]
 
@@ -56,11 +54,11 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out: Path = args.out
-    if not out.parent.exists():
-        raise XAIFileNotFoundError(f"--out: folder {out.parent} does not exist")
-    if not os.access(out.parent, os.W_OK):
-        raise XAIPermissionError(f"--out: folder {out.parent} is not writable")
+    # Both files are checked before any work: a bad destination costs nothing, not a
+    # training run (os.access would not do: it says yes to root on a read-only disk).
+    out = check_writable_file(args.out, "--out", example=f"{args.model}.pt")
+    card_path = out.with_name(out.name + ".json")
+    check_writable_file(card_path, "--out (the model card beside it)")
 
     import numpy as np
     import torch
@@ -123,7 +121,6 @@ def run(args: argparse.Namespace) -> int:
         "test_accuracy": test.accuracy,
         "per_class_accuracy": test.per_class_accuracy(),
     }
-    card_path = out.with_name(out.name + ".json")
     atomic_write(out, lambda tmp: torch.save(model.state_dict(), tmp))
     atomic_write(card_path, lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2) + "\n"))
     print(result.summary())
