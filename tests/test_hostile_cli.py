@@ -291,3 +291,14 @@ def test_max_pixels_and_allow_damaged_from_the_command_line(tmp_path):
     line = one_line_error(run("explain", SAMPLES["Sneaker"], "--out", out, "--max-pixels", "700"))
     assert "784" in line and "--max-pixels" in line  # 28 x 28 pixels over a cap of 700
     one_line_error(run("explain", SAMPLES["Sneaker"], "--out", out, "--max-pixels", "0"))
+
+
+def test_a_huge_input_size_and_bad_options_are_one_line_before_any_work(tmp_path):
+    """--input-size 1,30000,30000 took 7 GB before failing; argparse's errors printed
+    their usage first. Both are one line and exit 2 now, at once."""
+    start = time.monotonic()
+    line = one_line_error(run("layers", "--input-size", "1,30000,30000"))
+    assert "900,000,000 pixels" in line and "89,478,485" in line
+    assert time.monotonic() - start < 30
+    line = one_line_error(run("explain", "x.png", "--batch-size", "x"))
+    assert "invalid int value: 'x'" in line and line.endswith("(see xai explain --help)")

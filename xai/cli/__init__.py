@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from xai import __version__, registry
 from xai.core.errors import XAIError
@@ -33,10 +34,19 @@ EPILOG = """examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the command line's error format: one line, exit status 2 (the usage
+    argparse would print first is one `--help` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        self.exit(2, f"xai: error: {text} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     from xai.cli import explain, inspect, shapley, train
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="xai",
         description="Explain PyTorch image classifiers: CAM, the Grad-CAM family and "
         "Shapley values.",
@@ -44,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"xai-toolkit {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     explain.add_parser(commands)
     commands.add_parser("methods", help="list the explanation methods, one line each")
     inspect.add_parsers(commands)

@@ -61,6 +61,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: The most channels ``--input-size`` takes (images are gray, RGB or RGBA; 64 leaves room
+#: for multispectral models of your own).
+MAX_CHANNELS = 64
+
+
 def parse_size(text: str) -> tuple[int, int, int]:
     """``"1,28,28"`` (or ``1x28x28``) -> ``(1, 28, 28)``."""
     parts = text.replace("x", ",").split(",")
@@ -70,7 +75,16 @@ def parse_size(text: str) -> tuple[int, int, int]:
         size = ()
     if len(size) != 3 or min(size) < 1:
         raise argparse.ArgumentTypeError(f"expected C,H,W such as 1,28,28; got {text!r}")
-    return (size[0], size[1], size[2])
+    from xai.images import MAX_PIXELS  # numpy only: no torch for argument parsing
+
+    channels, height, width = size
+    if height * width > MAX_PIXELS or channels > MAX_CHANNELS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is {channels} x {height * width:,} pixels; an input may have at most "
+            f"{MAX_CHANNELS} channels and {MAX_PIXELS:,} pixels (the image reader's cap), "
+            f"since the model's own memory grows with it"
+        )
+    return (channels, height, width)
 
 
 def parse_bytes(text: str) -> int | None:
