@@ -349,7 +349,7 @@ BAD = {
     "shapley plot not png": (["shapley", "--plot", "v.jpg"], r"--plot v\.jpg: .* \.png file"),
     "shapley plot unwritable": (
         ["shapley", "--plot", "/proc/xai-no/v.png"],
-        r"--plot: cannot write to the folder /proc",
+        r"--plot: folder /proc/xai-no does not exist",
     ),
 }
 

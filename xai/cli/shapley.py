@@ -18,8 +18,16 @@ HELP = """examples:
 A CSV table has one 0/1 column per feature and a last column `value`, one row per
 coalition (all 2^n of them). A JSON table holds {"features": [...], "values":
 [{"coalition": [...], "value": v}, ...]}. Values are kept as exact fractions (decimals
-as written: 0.1 is 1/10) unless --float is given.
+as written: 0.1 is 1/10) unless --float is given. Each coalition appears once, and each
+value is a finite number between -1e300 and 1e300: an integer, a decimal (1.5e3) or a
+fraction (2/3).
+
+Exact values evaluate all 2^n coalitions and hold their 2^n values in memory, so tables
+of more than 20 features are refused unless --max-features allows them.
 """
+
+# The default cap on the number of features, as exact_shapley's.
+MAX_FEATURES = 20
 
 
 def add_parser(commands: Any) -> None:
@@ -37,24 +45,52 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--plot", type=Path, metavar="PNG", help="also draw the values to this PNG")
     p.add_argument("--kind", choices=["waterfall", "bar"], default="waterfall")
     p.add_argument("--float", action="store_true", help="floating point instead of fractions")
+    p.add_argument(
+        "--max-features",
+        metavar="N",
+        default=str(MAX_FEATURES),
+        help=f"refuse tables of more than N features (default {MAX_FEATURES}): exact values "
+        f"cost 2^N evaluations and memory for 2^N values",
+    )
+
+
+def parse_max_features(text: str) -> int:
+    """``--max-features``: a positive whole number (checked here, so a bad one is one line)."""
+    try:
+        number = int(text.strip())
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise XAIValueError(
+            f"--max-features must be a positive whole number of features, such as 22; got "
+            f"{text[:40]!r}"
+        )
+    return number
 
 
 def run(args: argparse.Namespace) -> int:
-    from xai._files import check_writable_dir
+    from xai._files import check_writable_file
     from xai.shapley import exact_shapley
+    from xai.shapley.game import TooManyFeaturesError
     from xai.shapley.tables import TableGame, housing
 
     plot: Path | None = args.plot
     if plot is not None:  # checked before any work, so a bad path costs nothing
         if plot.suffix.lower() != ".png":
             raise XAIValueError(f"--plot {plot}: the picture is written as PNG; name a .png file")
-        check_writable_dir(plot.parent, "--plot")
-    game = (
-        housing(exact=not args.float)
-        if args.table is None
-        else TableGame(args.table, exact=not args.float)
-    )
-    result = exact_shapley(game)
+        check_writable_file(plot, "--plot", example="values.png")  # a folder, a device ...
+    max_features = parse_max_features(args.max_features)
+    try:
+        game = (
+            housing(exact=not args.float)
+            if args.table is None
+            else TableGame(args.table, exact=not args.float, max_features=max_features)
+        )
+        result = exact_shapley(game, max_features=max_features)
+    except TooManyFeaturesError as error:  # say it with the command line's option
+        raise error.spelled(
+            "--max-features {}", "estimate the values by sampling (xai.shapley in Python)"
+        ) from None
     if game.description:
         print(game.description)
         print()

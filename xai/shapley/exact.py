@@ -28,7 +28,7 @@ import numpy as np
 from xai.core.errors import XAITypeError, XAIValueError
 from xai.core.validate import Boolean, Constraint, Integer, NoneValue, validate
 from xai.explanation import ShapleyResult
-from xai.shapley.game import FunctionGame, Game, coalition_masks
+from xai.shapley.game import FunctionGame, Game, TooManyFeaturesError, coalition_masks
 from xai.shapley.tables import TableGame, to_fraction
 
 __all__ = ["as_game", "exact_shapley", "interaction_index", "shapley_from_table"]
@@ -49,8 +49,13 @@ def as_game(
     game: GameLike,
     feature_names: Sequence[str] | None = None,
     n_features: int | None = None,
+    *,
+    max_features: int | None = None,
 ) -> Game:
-    """Wrap a mapping, a table file or a value function as a ``Game``."""
+    """Wrap a mapping, a table file or a value function as a ``Game``.
+
+    ``max_features`` refuses a table of more features before its values are read.
+    """
     if isinstance(game, Game):
         if feature_names is not None and tuple(feature_names) != game.feature_names:
             raise XAIValueError(
@@ -59,13 +64,17 @@ def as_game(
             )
         return game
     if isinstance(game, Mapping | str | Path):
-        return TableGame(game, feature_names)
+        return TableGame(game, feature_names, max_features=max_features)
     if callable(game):
         return FunctionGame(game, feature_names, n_features)
     raise XAITypeError(
         f"game must be a mapping of coalition values, a table file, a value function on "
         f"(k, n) boolean masks, or an xai.shapley game; got {type(game).__name__}"
     )
+
+
+def _is_function(game: GameLike) -> bool:
+    return callable(game) and not isinstance(game, Game)
 
 
 def _sizes(n: int) -> np.ndarray:
@@ -177,11 +186,15 @@ def exact_shapley(
         exact: compute in exact rational arithmetic (``Fraction``). ``None`` (default):
             exact when the game's values are Fractions.
         interactions: also compute the pairwise Shapley interaction index.
-        max_features: refuse games with more players (2^n coalitions).
+        max_features: refuse games with more players, before any evaluation: exact
+            values cost 2^n evaluations and memory for 2^n values.
         chunk_size: coalitions per call to the game (default: the game's preference).
 
     Returns:
         A ``ShapleyResult``; ``base_value + values.sum(0) == full_value``.
+
+    A game value that is not a finite number (NaN, infinity, beyond 1e300 in magnitude)
+    is refused naming its coalition (``xai.shapley.Game`` checks what it returns).
 
     Example:
         >>> import xai
@@ -201,17 +214,13 @@ def exact_shapley(
     )
     exact, interactions = options["exact"], options["interactions"]
     max_features, chunk_size = options["max_features"], options["chunk_size"]
-    g = as_game(game, feature_names, options["n_features"])
+    n_features = options["n_features"]
+    if n_features is not None and n_features > max_features and _is_function(game):
+        raise TooManyFeaturesError(n_features, max_features)  # before naming its players
+    g = as_game(game, feature_names, n_features, max_features=max_features)
     n = g.n
-    if n > max_features:
-        per = g.evaluations_per_coalition
-        cost = f" ({(1 << n) * per:,} model evaluations, {per:,} per coalition)" if per > 1 else ""
-        raise XAIValueError(
-            f"exact Shapley values over n = {n} features need all 2^{n} = {1 << n:,} "
-            f"coalitions{cost}; the cap is max_features={max_features}. Pass "
-            f"max_features={n} to run it anyway, or estimate with "
-            f"xai.shapley.permutation_shapley or xai.shapley.kernel_shap."
-        )
+    if n > max_features:  # before any evaluation
+        raise TooManyFeaturesError(n, max_features, g.evaluations_per_coalition)
     v = _evaluate_all(g, g.preferred_chunk if chunk_size is None else chunk_size)
     if exact is None:
         exact = v.dtype == object
