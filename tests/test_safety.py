@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import gc
+from pathlib import Path
 
 import pytest
 import torch
@@ -283,3 +284,32 @@ def test_a_torchscript_model_is_refused_not_explained_wrongly(compile_with, gray
     for method in METHODS:
         with pytest.raises(TypeError, match=r"TorchScript module.*state_dict"):
             xai.explain(compiled, gray, method=method)
+
+
+@pytest.mark.slow
+def test_resident_memory_stays_flat_over_a_thousand_calls():
+    """1,000 explanations in one process (every method in turn): the resident set after
+    the first 100 calls and after the last differ by less than 20 MB."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, torch, xai\n"
+        "from tests.conftest import make_gapcnn\n"
+        "def rss():\n"
+        "    return int(open('/proc/self/statm').read().split()[1]) * 4096 / 2**20\n"
+        "model, x = make_gapcnn(), torch.rand(4, 1, 16, 16)\n"
+        "methods = xai.methods()\n"
+        "def call(i):\n"
+        "    xai.explain(model, x, method=methods[i % len(methods)], target=[0, 3, 1, 4])\n"
+        "for i in range(100): call(i)\n"
+        "warm = rss()\n"
+        "for i in range(100, 1000): call(i)\n"
+        "print(rss() - warm)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    growth = float(out.stdout.strip().splitlines()[-1])
+    assert growth < 20, f"resident memory grew by {growth:.1f} MB over 900 calls"
