@@ -388,9 +388,9 @@ def test_genuine_files_are_checked_before_loading(tmp_path, gapcnn, monkeypatch)
     from xai.models import loading
 
     seen = []
-    check = loading._check_against_architecture
+    check = loading.check_against_architecture
     monkeypatch.setattr(
-        loading, "_check_against_architecture", lambda *a: seen.append(a[3]) or check(*a)
+        loading, "check_against_architecture", lambda *a: seen.append(a[3]) or check(*a)
     )
     path = tmp_path / "w.pt"
     torch.save({"epoch": 2, "model_state_dict": gapcnn.state_dict()}, path)

@@ -360,11 +360,11 @@ def decoder_damage(data: bytes) -> list[str]:
     "damaged but accepted": run only on files the reader accepted)."""
     import cv2
 
-    from xai.images import _damage, _quiet_stderr
+    from xai._decoder_log import damage, decoder_messages
 
-    with _quiet_stderr() as messages, contextlib.suppress(cv2.error):
+    with decoder_messages() as messages, contextlib.suppress(cv2.error):
         cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    return _damage(messages)
+    return damage(messages)
 
 
 def _resident_mb() -> float:
