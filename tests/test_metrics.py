@@ -510,3 +510,24 @@ def test_the_evaluation_example_runs_fast(tmp_path):
 
     picture = cv2.imread(str(out))
     assert picture is not None and picture.shape[1] > 1000
+
+
+def test_metrics_read_logits_from_an_output_object(gray):
+    """A model whose output carries .logits (every Hugging Face model) is scored as the
+    plain model is: the core's class_logits, not a check of its own."""
+    from tests.conftest import make_gapcnn
+
+    plain = make_gapcnn()
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = plain
+
+        def forward(self, x):
+            return type("Output", (), {"logits": self.net(x)})()
+
+    maps = xai.explain(plain, gray).maps
+    expected = xai.metrics.deletion(plain, gray, maps, steps=4)
+    got = xai.metrics.deletion(Wrapped().eval(), gray, maps, steps=4)
+    np.testing.assert_allclose(got.auc, expected.auc, rtol=1e-6)

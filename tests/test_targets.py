@@ -288,11 +288,18 @@ def test_a_list_may_mix_ints_and_targets(gray):
     assert mixed.explained == ("class 1", "class 3", "Margin", "class 0")
 
 
-def test_class_targets_equal_ints(gray):
-    model = make_gapcnn()
-    for target in ([1, 0, 3, 2], 2):
-        as_int = xai.explain(model, gray, method="ablationcam", target=target)
-        as_object = xai.explain(model, gray, method="ablationcam", target=Class(target))
-        torch.testing.assert_close(as_object.raw, as_int.raw, rtol=0, atol=0)
+def test_class_scores_each_row_with_its_own_samples_class(gray):
+    """Rows of a chunk belong to samples [1, 0, 1]; sample 0 explains class 2 and sample 1
+    class 0: the scores are output[0, 0], output[1, 2], output[2, 0] (by hand), and their
+    softmax probabilities with ``probabilities=True``."""
+    output = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 7.0], [0.5, -1.0, 2.0]])
+    samples = torch.tensor([1, 0, 1])
+    target = Class([2, 0])
+    torch.testing.assert_close(target.score(output, samples), torch.tensor([1.0, 7.0, 0.5]))
+    p = torch.softmax(output, dim=1)
+    expected = torch.stack([p[0, 0], p[1, 2], p[2, 0]])
+    torch.testing.assert_close(target.score(output, samples, probabilities=True), expected)
+    shared = Class(1)
+    torch.testing.assert_close(shared.score(output, samples), torch.tensor([2.0, 5.0, -1.0]))
     with pytest.raises(xai.XAIValueError, match="target has 2 entries but the inputs hold 4"):
-        xai.explain(model, gray, target=[Class(1), 2])
+        xai.explain(make_gapcnn(), gray, target=[Class(1), 2])

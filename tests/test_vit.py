@@ -172,9 +172,36 @@ def test_gradcam_on_tokens_equals_captum_on_the_exposed_grid(rgb):
     torch.testing.assert_close(ours.raw, theirs[:, 0].detach(), rtol=1e-5, atol=1e-6)
 
 
-def test_grid_module_is_what_the_auto_reshape_does(rgb):
-    tokens = torch.rand(3, 17, 8)
-    torch.testing.assert_close(Grid(1, 4, 4)(tokens), fold(1, 4, 4)(tokens))
+def test_the_auto_reshape_is_what_the_grid_module_does(rgb):
+    """The library's own "auto" reshape, resolved for the model's token layer, against the
+    test's Grid module: the identity the exposed-grid comparisons above rest on."""
+    from xai.core.layers import resolve_layer
+    from xai.core.reshape import resolve_reshape
+
+    model = make_vit()
+    tokens = torch.rand(3, 17, 32)
+    auto = resolve_reshape("auto", model, rgb, resolve_layer(model, "blocks.1.norm1"), tokens)
+    torch.testing.assert_close(auto(tokens), Grid(1, 4, 4)(tokens), rtol=0, atol=0)
+
+
+def test_a_one_dimensional_layer_is_not_taken_for_tokens():
+    """(N, C, L) from a Conv1d would fold as T = C tokens of L channels: a wrong map."""
+
+    class Sequence1d(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(3, 16, 3, padding=1)
+            self.head = nn.Linear(16, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.conv(x.flatten(2)).mean(dim=2))
+
+    torch.manual_seed(0)
+    model, x = Sequence1d().eval(), torch.rand(2, 3, 4, 4)
+    with pytest.raises(xai.XAIValueError, match=r"outputs \(N, C, L\).*t\[:, :, None, :\]"):
+        xai.explain(model, x, layer="conv")
+    e = xai.explain(model, x, layer="conv", reshape=lambda t: t[:, :, None, :])
+    assert e.raw.shape == (2, 1, 16)
 
 
 # --------------------------------------------------------------------- Hugging Face

@@ -38,6 +38,9 @@ __all__ = ["Reshape", "ReshapeLike", "check_reshape", "resolve_reshape"]
 
 ReshapeLike: TypeAlias = str | Callable[[torch.Tensor], torch.Tensor] | None
 
+#: 1-D layers whose (N, C, L) output would be mistaken for tokens (N, T, C).
+_CHANNELS_FIRST_1D = (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, nn.AvgPool1d)
+
 MAX_PREFIX_WITH_GRID = 16  # prefix tokens allowed when the patch grid is known
 MAX_PREFIX_GUESSED = 5  # ... when it is guessed as a square (a class token + 4 registers)
 
@@ -170,6 +173,12 @@ def resolve_reshape(
             )
         return Reshape(None, layer.name, "NCHW")
     if len(shape) == 3:
+        if isinstance(layer.module, _CHANNELS_FIRST_1D):
+            raise XAIValueError(
+                f"layer {layer.name!r} ({type(layer.module).__name__}) outputs (N, C, L) "
+                f"{shape}, channels first, not tokens (N, T, C); pass reshape= a callable "
+                f"mapping it to (N, C, h, w), e.g. reshape=lambda t: t[:, :, None, :]."
+            )
         return _tokens(model, x, layer, shape)
     what = (
         "a vector per sample (N, C), with no spatial or token dimension"

@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from xai.core.errors import XAITypeError, XAIValueError
+from xai.core.errors import XAITypeError
 from xai.core.inputs import prepare_inputs
 from xai.core.state import evaluation_mode
-from xai.core.targets import TargetLike, resolve_target
+from xai.core.targets import TargetLike, class_logits, resolve_target
 
 __all__ = ["class_scores", "prepare", "resolve_classes"]
 
@@ -75,13 +75,7 @@ def class_scores(
         for start in range(0, total, batch_size):
             stop = min(start + batch_size, total)
             rows, owners = make_rows(start, stop)
-            output = model(rows)
-            if not isinstance(output, torch.Tensor) or output.ndim != 2:
-                got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output)
-                raise XAIValueError(
-                    f"the metrics need a model that returns (N, num_classes) scores; it "
-                    f"returned {got}. Wrap the model so that it returns its logits."
-                )
+            output = class_logits(model(rows), "the metrics")  # a tensor, or .logits
             logits = output.detach().to(torch.float64)
             if softmax:
                 logits = torch.softmax(logits, dim=1)
