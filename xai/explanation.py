@@ -52,6 +52,9 @@ class Explanation:
             methods (guided backpropagation, Guided Grad-CAM); ``None`` for CAMs.
         explained: what each sample explains, in a few words: ``"class 3"``,
             ``"segmentation: class 1 over mask sum 57"``, ``"callable score"``, ...
+        logits: ``(N, K)`` float32, the model's class scores in the explained forward
+            pass (its predictions, at no extra cost: ``logits.topk(5)``); ``None`` when
+            the output holds no (N, K) tensor of class scores (a segmentation model).
     """
 
     maps: torch.Tensor
@@ -62,6 +65,7 @@ class Explanation:
     layer: str | None
     attributions: torch.Tensor | None = None
     explained: tuple[str, ...] = ()
+    logits: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.maps.shape[0]
@@ -79,8 +83,9 @@ class Explanation:
                 f"Explanation.maps and .raw must be (N, H, W) and (N, h, w); "
                 f"got {tuple(self.maps.shape)} and {tuple(self.raw.shape)}"
             )
-        for name in ("raw", "targets", "scores"):
-            if getattr(self, name).shape[0] != n:
+        for name in ("raw", "targets", "scores", "logits"):
+            value = getattr(self, name)
+            if value is not None and value.shape[0] != n:
                 raise XAIValueError(
                     f"Explanation.{name} has {getattr(self, name).shape[0]} rows, maps has {n}"
                 )
@@ -104,6 +109,7 @@ class Explanation:
             layer=self.layer,
             attributions=attributions,
             explained=self.explained[index],
+            logits=None if self.logits is None else self.logits[index],
         )
 
     def __repr__(self) -> str:

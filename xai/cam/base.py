@@ -110,6 +110,7 @@ class Explainer(ABC):
         attributions = result.attributions
         if attributions is not None:
             attributions = attributions.detach().float().cpu()
+        logits = result.target.logits
         return Explanation(
             maps=maps,
             raw=raw,
@@ -119,6 +120,7 @@ class Explainer(ABC):
             layer=result.layer,
             attributions=attributions,
             explained=result.target.explained,
+            logits=None if logits is None else logits.float().cpu(),
         )
 
     @abstractmethod

@@ -21,6 +21,7 @@ read through it by the targets that need class scores.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -260,6 +261,9 @@ class ResolvedTarget:
 
     groups: tuple[tuple[Target, torch.Tensor], ...]  # (target, its samples (k,) int64)
     n: int
+    #: (N, K) class scores of the forward pass the target was resolved on (detached),
+    #: when the output holds an (N, K) tensor of them; reported as Explanation.logits.
+    logits: torch.Tensor | None = None
 
     @property
     def classes(self) -> torch.Tensor:
@@ -342,11 +346,27 @@ def _group(targets: list[Target], n: int) -> tuple[tuple[Target, torch.Tensor], 
 
 
 def resolve_target(target: TargetLike | ResolvedTarget, output: Any, n: int) -> ResolvedTarget:
-    """Validate ``target`` against the model's ``output`` for a batch of ``n`` samples."""
+    """Validate ``target`` against the model's ``output`` for a batch of ``n`` samples.
+
+    The resolved target keeps the output's (N, K) class scores, detached (``logits``).
+    """
     if isinstance(target, ResolvedTarget):
         if target.n != n:
             raise XAIValueError(f"the target was resolved for {target.n} samples, not {n}")
         return target
+    resolved = _resolve(target, output, n)
+    scores = logits_of(output)
+    if (
+        scores is not None
+        and scores.ndim == 2
+        and scores.shape[0] == n
+        and scores.is_floating_point()
+    ):
+        resolved = dataclasses.replace(resolved, logits=scores.detach())
+    return resolved
+
+
+def _resolve(target: TargetLike, output: Any, n: int) -> ResolvedTarget:
     if isinstance(target, Target):
         target.check(output, n)
         return ResolvedTarget(((target, torch.arange(n)),), n)
@@ -372,4 +392,4 @@ def resolve_target(target: TargetLike | ResolvedTarget, output: Any, n: int) -> 
             f"the string {target!r}. Class names are resolved by the command line; here "
             f"pass the index."
         )
-    return resolve_target(Class(cast(Any, target)), output, n)
+    return _resolve(Class(cast(Any, target)), output, n)
