@@ -98,3 +98,25 @@ def images() -> torch.Tensor:
 def gray() -> torch.Tensor:
     torch.manual_seed(2)
     return torch.rand(4, 1, 16, 16)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A real local Ray cluster of 2 CPUs for the whole session (started once, ~3 s).
+
+    Tests that need a different cluster (two nodes) shut this one down with
+    ``ray.shutdown()`` and must leave Ray shut down; this fixture re-starts it when it
+    finds Ray not running.
+    """
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+
+
+@pytest.fixture
+def ray_session(ray_local):
+    """The local Ray cluster, started again if an earlier test shut it down."""
+    if not ray_local.is_initialized():
+        ray_local.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    return ray_local

@@ -463,6 +463,7 @@ def test_every_error_class_is_an_xai_error_and_the_matching_builtin():
 # Built-in exceptions xai may raise itself: the protocols that need them.
 ALLOWED = {
     ("xai/explanation.py", "__getitem__", "IndexError"),  # sequence protocol
+    ("xai/store.py", "explanation", "IndexError"),  # the same, for a store's rows
     ("*", "__getattr__", "AttributeError"),  # module attribute protocol
     # a Ctrl-C held during an import, delivered when it ends: a signal, not bad input
     ("xai/core/interrupts.py", "deferred_interrupts", "KeyboardInterrupt"),

@@ -30,6 +30,9 @@ _LAZY: dict[str, str] = {
     "Explanation": "xai.explanation:Explanation",
     "ShapleyResult": "xai.explanation:ShapleyResult",
     "exact_shapley": "xai.shapley.exact:exact_shapley",
+    "explain_dataset": "xai.runner:explain_dataset",
+    "open_store": "xai.store:open_store",
+    "ExplanationStore": "xai.store:ExplanationStore",
     "models": "xai.models",
     "data": "xai.data",
     "training": "xai.training",
@@ -41,6 +44,7 @@ _LAZY: dict[str, str] = {
 
 __all__ = [
     "Explanation",
+    "ExplanationStore",
     "ShapleyResult",
     "XAIError",
     "XAITypeError",
@@ -49,10 +53,12 @@ __all__ = [
     "data",
     "exact_shapley",
     "explain",
+    "explain_dataset",
     "explainer",
     "methods",
     "metrics",
     "models",
+    "open_store",
     "registry",
     "shapley",
     "targets",
@@ -64,7 +70,9 @@ if TYPE_CHECKING:
     from xai import data, metrics, models, shapley, targets, training
     from xai.api import explain, explainer
     from xai.explanation import Explanation, ShapleyResult
+    from xai.runner import explain_dataset
     from xai.shapley.exact import exact_shapley
+    from xai.store import ExplanationStore, open_store
 
 
 def __getattr__(name: str) -> Any:

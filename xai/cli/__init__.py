@@ -23,6 +23,8 @@ EPILOG = """examples:
   xai samples --out samples                the embedded model's test images, one per class
   xai explain samples/7-sneaker.png        Grad-CAM for the class the model predicts
   xai explain photos/ --method all         every method, one comparison grid per image
+  xai explain-dataset fashion-mnist:test --store test.zarr
+                                           a whole dataset into a zarr store (resumable)
   xai methods                              the explanation methods, one line each
   xai layers                               the layers --layer accepts, with their shapes
   xai classes                              the classes --target accepts
@@ -44,7 +46,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from xai.cli import explain, inspect, shapley, train
+    from xai.cli import explain, explain_dataset, inspect, shapley, train
 
     parser = _Parser(
         prog="xai",
@@ -56,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xai-toolkit {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     explain.add_parser(commands)
+    explain_dataset.add_parser(commands)
     commands.add_parser("methods", help="list the explanation methods, one line each")
     inspect.add_parsers(commands)
     shapley.add_parser(commands)
@@ -78,6 +81,10 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         from xai.cli import explain
 
         return explain.run(args)
+    if args.command == "explain-dataset":
+        from xai.cli import explain_dataset
+
+        return explain_dataset.run(args)
     if args.command in ("layers", "classes", "samples"):
         from xai.cli import inspect
 
@@ -97,6 +104,7 @@ def _dispatch(args: argparse.Namespace) -> int | None:
 #: interrupt never lands inside a compiled module's import (see xai.core.interrupts).
 _PRELOAD = {
     "explain": ("torch", "cv2"),
+    "explain-dataset": ("torch", "zarr"),
     "layers": ("torch",),
     "classes": ("torch",),
     "samples": ("torch", "cv2"),
