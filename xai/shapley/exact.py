@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from xai.core.errors import XAITypeError, XAIValueError
-from xai.core.validate import Boolean, Constraint, Integer, NoneValue, validate
+from xai.core.validate import Boolean, Constraint, Integer, Literal, NoneValue, validate
 from xai.explanation import ShapleyResult
 from xai.shapley.game import FunctionGame, Game, TooManyFeaturesError, coalition_masks
 from xai.shapley.tables import TableGame, to_fraction
@@ -42,6 +42,7 @@ _EXACT_SHAPLEY: dict[str, Sequence[Constraint]] = {
     "interactions": [Boolean()],
     "max_features": [Integer(1)],
     "chunk_size": [Integer(1), NoneValue()],  # None: the game's preferred chunk
+    "engine": [Literal("local", "ray")],
 }
 
 
@@ -139,22 +140,32 @@ def interaction_index(v: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def _table_for(first: np.ndarray, total: int) -> np.ndarray:
+    """An empty table for the values of all ``total`` coalitions, shaped and typed after
+    ``first``, the values of the first chunk: object for exact games, else float64."""
+    dtype = object if first.dtype == object else np.float64
+    return np.empty((total, *first.shape[1:]), dtype=dtype)
+
+
+def _store(v: np.ndarray, start: int, out: np.ndarray) -> None:
+    """Put the values of coalitions start, start + 1, ... in the table."""
+    if out.shape[1:] != v.shape[1:]:
+        raise XAIValueError(
+            f"the game returned values of shape {out.shape[1:]} for some coalitions and "
+            f"{v.shape[1:]} for others"
+        )
+    v[start : start + len(out)] = out
+
+
 def _evaluate_all(game: Game, chunk: int) -> np.ndarray:
     n = game.n
     total = 1 << n
     v: np.ndarray | None = None
     for start in range(0, total, chunk):
-        stop = min(start + chunk, total)
-        out = game(coalition_masks(start, stop, n))
+        out = game(coalition_masks(start, min(start + chunk, total), n))
         if v is None:
-            dtype = object if out.dtype == object else np.float64
-            v = np.empty((total, *out.shape[1:]), dtype=dtype)
-        elif out.shape[1:] != v.shape[1:]:
-            raise XAIValueError(
-                f"the game returned values of shape {out.shape[1:]} for some coalitions and "
-                f"{v.shape[1:]} for others"
-            )
-        v[start:stop] = out
+            v = _table_for(out, total)
+        _store(v, start, out)
     assert v is not None
     return v
 
@@ -168,6 +179,7 @@ def exact_shapley(
     interactions: bool = False,
     max_features: int = 20,
     chunk_size: int | None = None,
+    engine: str = "local",
 ) -> ShapleyResult:
     r"""Exact Shapley values of a game, every coalition evaluated once.
 
@@ -189,6 +201,18 @@ def exact_shapley(
         max_features: refuse games with more players, before any evaluation: exact
             values cost 2^n evaluations and memory for 2^n values.
         chunk_size: coalitions per call to the game (default: the game's preference).
+            With ``engine="ray"``, also the coalitions per Ray task.
+        engine: where the coalitions are evaluated. ``"local"`` (default): here, in
+            this process. ``"ray"``: by Ray tasks, on the cluster ``ray.init`` connected
+            to (or, if Ray is not initialised yet, ``ray.init()``'s: ``RAY_ADDRESS``,
+            else a new local cluster with this machine's CPUs). The game goes to the
+            object store once and must pickle; each task evaluates a range of
+            coalition numbers in the local engine's calls to the game (by default at
+            least four tasks per CPU, each a whole number of the game's preferred
+            chunks), and the values are combined here exactly as the local engine
+            combines them, so the results are the local engine's. An error of the
+            game on a worker (a NaN value) is raised as the game raised it. Needs
+            ``pip install 'xai-toolkit[ray]'``.
 
     Returns:
         A ``ShapleyResult``; ``base_value + values.sum(0) == full_value``.
@@ -211,6 +235,7 @@ def exact_shapley(
         interactions=interactions,
         max_features=max_features,
         chunk_size=chunk_size,
+        engine=engine,
     )
     exact, interactions = options["exact"], options["interactions"]
     max_features, chunk_size = options["max_features"], options["chunk_size"]
@@ -221,7 +246,13 @@ def exact_shapley(
     n = g.n
     if n > max_features:  # before any evaluation
         raise TooManyFeaturesError(n, max_features, g.evaluations_per_coalition)
-    v = _evaluate_all(g, g.preferred_chunk if chunk_size is None else chunk_size)
+    chunk = g.preferred_chunk if chunk_size is None else chunk_size
+    if options["engine"] == "ray":
+        from xai.shapley.ray_engine import evaluate_on_ray  # imports ray itself, lazily
+
+        v = evaluate_on_ray(g, chunk, task_size=chunk_size)
+    else:
+        v = _evaluate_all(g, chunk)
     if exact is None:
         exact = v.dtype == object
     if exact and v.dtype != object:
