@@ -25,6 +25,7 @@ EPILOG = """examples:
   xai explain photos/ --method all         every method, one comparison grid per image
   xai explain-dataset fashion-mnist:test --store test.zarr
                                            a whole dataset into a zarr store (resumable)
+  xai report test.zarr --out report        its per-class mean maps, most/least confident
   xai methods                              the explanation methods, one line each
   xai layers                               the layers --layer accepts, with their shapes
   xai classes                              the classes --target accepts
@@ -46,7 +47,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from xai.cli import explain, explain_dataset, inspect, shapley, train
+    from xai.cli import explain, explain_dataset, inspect, report, shapley, train
 
     parser = _Parser(
         prog="xai",
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("methods", help="list the explanation methods, one line each")
     inspect.add_parsers(commands)
     shapley.add_parser(commands)
+    report.add_parser(commands)
     train.add_parser(commands)
     return parser
 
@@ -93,6 +95,10 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         from xai.cli import shapley
 
         return shapley.run(args)
+    if args.command == "report":
+        from xai.cli import report
+
+        return report.run(args)
     if args.command == "train":
         from xai.cli import train
 
@@ -105,6 +111,7 @@ def _dispatch(args: argparse.Namespace) -> int | None:
 _PRELOAD = {
     "explain": ("torch", "cv2"),
     "explain-dataset": ("torch", "zarr"),
+    "report": ("torch", "cv2"),
     "layers": ("torch",),
     "classes": ("torch",),
     "samples": ("torch", "cv2"),
