@@ -18,7 +18,15 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("bench_cam.py", "bench_peers.py", "bench_vit.py", "bench_shapley.py", "bench_cli.py")
+SCRIPTS = (
+    "bench_cam.py",
+    "bench_peers.py",
+    "bench_vit.py",
+    "bench_shapley.py",
+    "bench_dataset.py",
+    "bench_shapley_ray.py",
+    "bench_cli.py",
+)
 
 
 def machine() -> str:

@@ -171,3 +171,20 @@ def test_bench_vit_memory_worker_reports_a_peak():
     out = _run("benchmarks/bench_vit.py", "--worker", "tiny-b1", "xai")
     peak = json.loads(out.strip().splitlines()[-1])["peak_mb"]
     assert 0 <= peak < 500
+
+
+@pytest.mark.slow
+def test_bench_dataset_quick_prints_the_throughput_table():
+    out = _run("benchmarks/bench_dataset.py", "--quick", "--no-ray", "--rounds", "1")
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| gradcam")]
+    assert len(rows) == 1
+    forward, explain, store = (float(c.strip().replace(",", "")) for c in rows[0][2:5])
+    assert min(forward, explain, store) > 0
+    assert "store on disk" in out
+
+
+@pytest.mark.slow
+def test_bench_shapley_ray_quick_agrees_with_the_local_engine():
+    out = _run("benchmarks/bench_shapley_ray.py", "--quick")
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| 10 |")]
+    assert rows and all(r[-1].strip() == "0.0e+00" for r in rows if len(r) == 10), out

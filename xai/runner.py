@@ -348,13 +348,14 @@ def explain_dataset(
     }
     layout, layers = _layout(model, source, plan_args, batch_size, map_dtype)
     plan = Plan(source=source, layout=layout, **plan_args)
-    attrs = {
+    model_record = _model_record(model)
+    attrs: dict[str, Any] = {
         "methods": list(methods),
         "layers": layers,
         "options": {k: repr(v) for k, v in sorted(options.items())},
         "target": target_words,
-        "model": _model_record(model),
-        "model_sha256": None,
+        "model": model_record,
+        "model_sha256": model_record["sha256"],
         "input_shape": list(layout.input_shape),
         "n": n,
         "batch_size": batch_size,
@@ -366,7 +367,6 @@ def explain_dataset(
         "versions": _versions(),
         "engine": engine,
     }
-    attrs["model_sha256"] = attrs["model"]["sha256"]
     from xai import store as stores
 
     if mode == "resume":

@@ -39,8 +39,6 @@ import numpy as np
 from xai.core.errors import XAIFileNotFoundError, XAIValueError
 
 if TYPE_CHECKING:
-    import zarr
-
     from xai.explanation import Explanation
 
 __all__ = ["FORMAT", "ExplanationStore", "Layout", "open_store"]
@@ -289,7 +287,7 @@ class ExplanationStore:
                 f"or `xai explain-dataset`"
             )
         self.attrs: dict[str, Any] = attrs
-        self.group: zarr.Group = open_group(self.path, mode="r")
+        self.group: Any = open_group(self.path, mode="r")
 
     # ---------------------------------------------------------------- what it holds
     @property

@@ -243,7 +243,7 @@ def _cause(error: Exception) -> BaseException:
     """The xai error a worker raised, without Ray's wrapping."""
     from xai.core.errors import XAIError
 
-    seen = error
+    seen: BaseException = error
     for _ in range(8):
         cause = getattr(seen, "cause", None) or seen.__cause__
         if cause is None:
