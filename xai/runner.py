@@ -31,7 +31,8 @@ import numpy as np
 from xai import registry
 from xai.core.errors import XAITypeError, XAIValueError
 from xai.core.validate import Boolean, Constraint, Integer, Literal, NoneValue, validate
-from xai.store import ChunkResult, ExplanationStore, Layout
+from xai.store import ExplanationStore, Layout
+from xai.store_writer import ChunkResult
 
 if TYPE_CHECKING:
     from torch import nn
@@ -397,7 +398,7 @@ def explain_dataset(
             address=ray_address,
         )
     else:
-        _run_local(model, plan, group, todo, progress=checked["progress"])
+        _run_local(model, plan, group, path, todo, progress=checked["progress"])
     seconds = time.perf_counter() - began
     missing = [int(i) for i in np.flatnonzero(~stores.done_chunks(stores.open_group(path)))]
     if missing:  # pragma: no cover - an engine that returned without every chunk
@@ -437,20 +438,21 @@ WRITE_GROUP = 4
 
 
 def _run_local(
-    model: nn.Module, plan: Plan, group: Any, todo: list[int], *, progress: bool
+    model: nn.Module, plan: Plan, group: Any, path: Path, todo: list[int], *, progress: bool
 ) -> None:
     """Explain the chunks in ``todo`` here, while a writer thread writes earlier ones.
 
-    The writer takes up to ``WRITE_GROUP`` explained chunks at a time; at most that many
-    wait, so memory stays a few batches whatever the dataset's size. When the run stops
-    (the end, an error, Ctrl-C), every chunk explained so far is written first.
+    The writer (``StoreWriter``) takes up to ``WRITE_GROUP`` explained chunks at a time;
+    at most that many wait, so memory stays a few batches whatever the dataset's size.
+    When the run stops (the end, an error, Ctrl-C), every chunk explained so far is
+    written first.
     """
-    from xai.store import StoreWriter
+    from xai.store_writer import StoreWriter
 
     layout = plan.layout
     done_images = layout.n - sum(_chunk_len(layout, i) for i in todo)
     explainers = build_explainers(model, plan)
-    writer = StoreWriter(group)
+    writer = StoreWriter(group, path)
     pending: queue.Queue[ChunkResult | None] = queue.Queue(maxsize=WRITE_GROUP)
     failure: list[BaseException] = []
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,11 +152,11 @@ def create(path: Path, layout: Layout, attrs: dict[str, Any], *, overwrite: bool
 
     def array(where: Any, name: str, shape: tuple[int, ...], dtype: Any, fill: Any) -> None:
         chunks = (b, *shape[1:]) if name != "done" else (1,)
-        # Maps are noise to a compressor (zstd saves ~15 % of their bytes for twice the
-        # write time, time taken from the model on a small machine): stored raw.
-        compressors = None if name in ("maps", "raw") else "auto"
+        # Stored uncompressed: maps are noise to a compressor (zstd saves ~15 % of their
+        # bytes), the other arrays hold a few hundred numbers per chunk, and compressing
+        # doubles the writer's CPU time, taken from the model on a small machine.
         where.create_array(
-            name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, compressors=compressors
+            name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, compressors=None
         )
 
     array(
@@ -184,77 +184,6 @@ def create(path: Path, layout: Layout, attrs: dict[str, Any], *, overwrite: bool
 
 def open_group(path: Path, mode: str = "r+") -> Any:
     return _zarr().open_group(str(path), mode=mode, zarr_format=3)
-
-
-@dataclass
-class ChunkResult:
-    """One chunk's values, ready to be written."""
-
-    index: int
-    start: int
-    stop: int
-    ids: np.ndarray
-    labels: np.ndarray | None
-    targets: np.ndarray
-    scores: np.ndarray
-    top: np.ndarray | None
-    probabilities: np.ndarray | None
-    maps: dict[str, np.ndarray]
-    raw: dict[str, np.ndarray]
-
-
-class StoreWriter:
-    """Writes chunks into an open store: each array's region, then the ``done`` flags.
-
-    Consecutive chunks given together are written with one call per array (zarr writes
-    their chunk files concurrently), which keeps the writer's share of a small machine's
-    CPU low; their ``done`` flags are written last, after every array.
-    """
-
-    def __init__(self, group: Any) -> None:
-        names = ["ids", "labels", "targets", "scores", "top5", "top5_probabilities", "done"]
-        self.arrays = {name: group[name] for name in names if name in group}
-        for method in group.attrs["xai"]["methods"]:
-            for kind in ("maps", "raw"):
-                self.arrays[f"{method}/{kind}"] = group[f"{method}/{kind}"]
-
-    def write(self, results: Sequence[ChunkResult]) -> None:
-        """Write chunks (any order; consecutive ones together) and mark them done."""
-        ordered = sorted(results, key=lambda r: r.index)
-        runs: list[list[ChunkResult]] = []
-        for result in ordered:
-            if runs and runs[-1][-1].index + 1 == result.index:
-                runs[-1].append(result)
-            else:
-                runs.append([result])
-        for run in runs:
-            self._write_run(run)
-
-    def _write_run(self, run: list[ChunkResult]) -> None:
-        rows = slice(run[0].start, run[-1].stop)
-        a = self.arrays
-
-        def joined(get: Any) -> np.ndarray:
-            parts = [get(r) for r in run]
-            return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-        a["ids"][rows] = joined(lambda r: r.ids)
-        if "labels" in a and run[0].labels is not None:
-            a["labels"][rows] = joined(lambda r: r.labels)
-        a["targets"][rows] = joined(lambda r: r.targets)
-        a["scores"][rows] = joined(lambda r: r.scores)
-        if "top5" in a and run[0].top is not None:
-            a["top5"][rows] = joined(lambda r: r.top)
-            a["top5_probabilities"][rows] = joined(lambda r: r.probabilities)
-        for method in run[0].maps:
-            a[f"{method}/maps"][rows] = joined(lambda r, m=method: r.maps[m])
-            a[f"{method}/raw"][rows] = joined(lambda r, m=method: r.raw[m])
-        a["done"][run[0].index : run[-1].index + 1] = True  # last: the chunks are whole
-
-
-def write_chunk(group: Any, result: ChunkResult) -> None:
-    """Write one chunk's arrays, then its ``done`` flag."""
-    StoreWriter(group).write([result])
 
 
 def done_chunks(group: Any) -> np.ndarray:

@@ -144,7 +144,8 @@ class _ChunkWorker:
         import torch
 
         from xai.runner import build_explainers
-        from xai.store import StoreWriter, open_group
+        from xai.store import open_group
+        from xai.store_writer import StoreWriter
 
         torch.set_num_threads(1)  # one CPU per actor: no oversubscription
         weights = ray.get(weights) if isinstance(weights, ray.ObjectRef) else weights
@@ -153,7 +154,7 @@ class _ChunkWorker:
         model.load_state_dict(weights)
         model.eval()
         self.explainers = build_explainers(model, self.plan)
-        self.writer = StoreWriter(open_group(Path(path)))
+        self.writer = StoreWriter(open_group(Path(path)), Path(path))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
