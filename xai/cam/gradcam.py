@@ -28,5 +28,7 @@ class GradCAM(GradientCAM):
     """
 
     def _combine(self, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-        alpha = G.mean(dim=(2, 3), keepdim=True)
-        return (alpha * A).sum(dim=1)
+        n, _, h, w = A.shape
+        alpha = G.mean(dim=(2, 3))  # (N, C)
+        # sum_k alpha_k A^k as one batched matrix product: no (N, C, h, w) temporary
+        return torch.bmm(alpha[:, None, :], A.flatten(2)).reshape(n, h, w)
