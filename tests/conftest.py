@@ -100,6 +100,14 @@ def gray() -> torch.Tensor:
     return torch.rand(4, 1, 16, 16)
 
 
+def start_ray(ray, **options):
+    """``ray.init`` for the tests, keeping this process's signal handlers (the library's
+    own ``init_ray``): other tests check SIGTERM's handling."""
+    from xai.integrations.ray import init_ray
+
+    init_ray(ray, include_dashboard=False, log_to_driver=False, **options)
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """A real local Ray cluster of 2 CPUs for the whole session (started once, ~3 s).
@@ -110,7 +118,7 @@ def ray_local():
     """
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        start_ray(ray, num_cpus=2)
     return ray
 
 
@@ -118,5 +126,5 @@ def ray_local():
 def ray_session(ray_local):
     """The local Ray cluster, started again if an earlier test shut it down."""
     if not ray_local.is_initialized():
-        ray_local.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        start_ray(ray_local, num_cpus=2)
     return ray_local

@@ -346,6 +346,24 @@ def test_plain_zarr_reads_the_store_without_xai(tmp_path):
     assert out.stdout.split("\n")[0] == f"(5, 16, 16) {y.tolist()} ['gradcam']"
 
 
+def test_xarray_and_dask_read_the_store(tmp_path):
+    xarray = pytest.importorskip("xarray")
+    dask_array = pytest.importorskip("dask.array")
+    model, (x, y) = _model(), _data(10)
+    s = xai.explain_dataset(
+        model, x, labels=y, store=tmp_path / "x.zarr", batch_size=4, progress=False
+    )
+    maps = xarray.open_zarr(tmp_path / "x.zarr", group="gradcam", consolidated=False)["maps"]
+    assert maps.dims == ("sample", "y", "x") and maps.shape == (10, 16, 16)
+    np.testing.assert_array_equal(maps.values, s.maps()[:])
+    root = xarray.open_zarr(tmp_path / "x.zarr", consolidated=False)
+    np.testing.assert_array_equal(root["labels"].values, y.numpy())
+    lazy = dask_array.from_zarr(str(tmp_path / "x.zarr"), component="gradcam/raw")
+    assert lazy.chunks[0] == (4, 4, 2)
+    np.testing.assert_array_equal(lazy.compute(), s.raw()[:])
+    np.testing.assert_allclose(lazy.mean(axis=0).compute(), s.raw()[:].mean(axis=0), rtol=1e-6)
+
+
 def test_the_progress_bar_shows_images_per_second(tmp_path, capsys):
     model, (x, _) = _model(), _data(9)
     xai.explain_dataset(model, x, store=tmp_path / "p.zarr", batch_size=4)
@@ -373,16 +391,18 @@ def test_bounded_memory_on_a_70000_image_run(tmp_path):
         from tests.conftest import make_gapcnn
 
         class Generated(torch.utils.data.Dataset):
-            def __len__(self): return 70_000
+            def __init__(self, n): self.n = n
+            def __len__(self): return self.n
             def __getitem__(self, i):
                 return torch.full((1, 28, 28), (i % 251) / 251.0) + torch.linspace(0, 0.1, 28)
 
         model = make_gapcnn(seed=1, channels=(2, 2, 2))
-        xai.explain_dataset(model, Generated(), store={str(tmp_path / "big.zarr")!r},
-                            batch_size=1000, progress=False, layer="features.10")  # warm up
+        xai.explain_dataset(model, Generated(6000), store={str(tmp_path / "warm.zarr")!r},
+                            batch_size=1000, progress=False)  # 6 batches: the steady state
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        s = xai.explain_dataset(model, Generated(), store={str(tmp_path / "big.zarr")!r},
-                                batch_size=1000, progress=False, overwrite=True)
+        s = xai.explain_dataset(model, Generated(70_000),
+                                store={str(tmp_path / "big.zarr")!r}, batch_size=1000,
+                                progress=False)
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(len(s), s.complete, (after - before) / 1024)
     """)

@@ -18,7 +18,7 @@ import torch
 import zarr
 
 import xai
-from tests.conftest import make_gapcnn, make_two_stage
+from tests.conftest import make_gapcnn, make_two_stage, start_ray
 from xai.core.errors import XAIOSError, XAITypeError
 
 pytest.importorskip("ray")
@@ -162,14 +162,17 @@ def test_a_worker_killed_mid_run_is_retried_and_the_store_is_whole(ray_session, 
 
 @pytest.mark.slow
 def test_a_two_node_cluster_gives_the_same_store(ray_session, tmp_path):
+    import signal
+
     from ray.cluster_utils import Cluster
 
     ray = ray_session
     ray.shutdown()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
         cluster.add_node(num_cpus=1)
-        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+        start_ray(ray, address=cluster.address)
         cluster.wait_for_nodes()
         assert len([n for n in ray.nodes() if n["Alive"]]) == 2
         model, (x, y) = make_gapcnn(seed=2), _data(48)
@@ -187,6 +190,8 @@ def test_a_two_node_cluster_gives_the_same_store(ray_session, tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
+        for number, handler in handlers.items():  # the cluster's nodes install their own
+            signal.signal(number, handler)
     xai.explain_dataset(
         model, x, labels=y, store=tmp_path / "one.zarr", batch_size=6, progress=False
     )
@@ -238,6 +243,20 @@ def test_without_ray_the_error_is_the_install_command(tmp_path):
         "XAIImportError engine='ray' needs Ray: pip install 'xai-toolkit[ray]'"
     )
     assert not (tmp_path / "n.zarr").exists()
+
+
+def test_ray_leaves_the_callers_signal_handlers_alone(ray_session):
+    import signal
+
+    from xai.integrations.ray import init_ray
+
+    ray_session.shutdown()
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        init_ray(ray_session, num_cpus=1, include_dashboard=False)
+        assert signal.getsignal(signal.SIGTERM) is before
+    finally:
+        ray_session.shutdown()
 
 
 def test_import_xai_never_imports_ray_zarr_or_tqdm():

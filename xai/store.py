@@ -61,6 +61,19 @@ _RESUME_KEYS = {
 }
 
 
+_DIMENSIONS = {
+    "ids": ("sample",),
+    "labels": ("sample",),
+    "targets": ("sample",),
+    "scores": ("sample",),
+    "top5": ("sample", "rank"),
+    "top5_probabilities": ("sample", "rank"),
+    "done": ("chunk",),
+    "maps": ("sample", "y", "x"),
+    "raw": ("sample", "layer_y", "layer_x"),
+}
+
+
 @dataclass(frozen=True)
 class Layout:
     """The shapes of a run's arrays, known once the first sample is explained."""
@@ -154,9 +167,16 @@ def create(path: Path, layout: Layout, attrs: dict[str, Any], *, overwrite: bool
         chunks = (b, *shape[1:]) if name != "done" else (1,)
         # Stored uncompressed: maps are noise to a compressor (zstd saves ~15 % of their
         # bytes), the other arrays hold a few hundred numbers per chunk, and compressing
-        # doubles the writer's CPU time, taken from the model on a small machine.
+        # doubles the writer's CPU time, taken from the model on a small machine. Named
+        # dimensions let xarray open each group as a Dataset.
         where.create_array(
-            name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, compressors=None
+            name,
+            shape=shape,
+            chunks=chunks,
+            dtype=dtype,
+            fill_value=fill,
+            compressors=None,
+            dimension_names=_DIMENSIONS[name],
         )
 
     array(

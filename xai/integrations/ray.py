@@ -19,7 +19,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 
     from xai.runner import Plan
 
-__all__ = ["ensure_ray", "model_factory_of", "require_ray", "run_on_ray"]
+__all__ = ["ensure_ray", "init_ray", "model_factory_of", "require_ray", "run_on_ray"]
 
 INSTALL = "pip install 'xai-toolkit[ray]'"
 
@@ -59,7 +61,8 @@ def ensure_ray(address: str | None = None) -> Any:
     if where:
         _probe(where)
     try:
-        ray.init(
+        init_ray(
+            ray,
             address=where,
             include_dashboard=False,
             log_to_driver=False,
@@ -73,6 +76,21 @@ def ensure_ray(address: str | None = None) -> Any:
             f"ray.init(...) yourself before explaining"
         ) from None
     return ray
+
+
+def init_ray(ray: Any, **options: Any) -> None:
+    """``ray.init(**options)``, leaving this process's SIGTERM and SIGINT handlers as they
+    were: Ray's driver installs its own SIGTERM handler, which would silently replace the
+    caller's (the command line's, which turns SIGTERM into a clean exit with status 143),
+    and a library does not change its caller's signal handling."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        ray.init(**options)
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for number, handler in saved.items():
+                if handler is not None and signal.getsignal(number) is not handler:
+                    signal.signal(number, handler)
 
 
 def _probe(address: str) -> None:

@@ -80,7 +80,9 @@ def _connect(ray: Any) -> None:
     try:
         if address:
             _probe(address)  # Ray itself waits minutes for an address nothing answers at
-        ray.init()
+        from xai.integrations.ray import init_ray
+
+        init_ray(ray)  # the caller's SIGTERM and SIGINT handlers kept
     except (OSError, RuntimeError, ValueError, TimeoutError) as error:
         raise RayClusterError(
             f"exact_shapley(engine='ray'): could not reach {where}: {_first_line(error)}. "
