@@ -23,6 +23,7 @@ Without Debian's dataset-fashion-mnist the data is 10,000 random images (``--qui
 from __future__ import annotations
 
 import argparse
+import itertools
 import shutil
 import sys
 import tempfile
@@ -53,7 +54,9 @@ def data(quick: bool) -> tuple[object, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small run (tests use it)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--methods", default="gradcam,cam,gradcam++")
+    parser.add_argument("--batch-sizes", default="64,256,1024")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray engine")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -62,8 +65,9 @@ def main() -> None:
     source = as_source(spec)
     n = len(source)
     folder = Path(tempfile.mkdtemp(prefix="xai-bench-dataset-"))
-    methods = ["gradcam", "cam", "gradcam++"] if not args.quick else ["gradcam"]
-    sizes = [64, 256, 1024] if not args.quick else [256]
+    methods = args.methods.split(",") if not args.quick else ["gradcam"]
+    sizes = [int(b) for b in args.batch_sizes.split(",")] if not args.quick else [256]
+    counter = itertools.count()
     print(
         f"## explain_dataset on {described} (embedded GAPCNN, {torch.get_num_threads()} threads)\n"
     )
@@ -84,28 +88,33 @@ def main() -> None:
                         cam(source.batch(i, min(i + b, n)).x)  # type: ignore[operator]
 
                 def store(b: int = b, method: str = method) -> None:
+                    # A new store each time, as a run makes; earlier ones are deleted
+                    # after the race, so that no timed run pays for a deletion.
                     xai.explain_dataset(
                         model,
                         spec,
                         method,
-                        store=folder / "s.zarr",
+                        store=folder / f"s{next(counter)}.zarr",
                         batch_size=b,
-                        overwrite=True,
                         progress=False,
                     )
 
                 times = race(
                     {"forward": forward, "explain": explain, "store": store},
                     rounds=args.rounds,
-                    budget=60 if not args.quick else 5,
+                    budget=90 if not args.quick else 5,
                 )
                 rate = {k: n / v for k, v in times.items()}
+                last = sorted(folder.glob("s*.zarr"), key=lambda p: int(p.stem[1:]))
+                for old in last[:-1]:
+                    shutil.rmtree(old)
                 print(
                     f"| {method} | {b} | {rate['forward']:,.0f} | {rate['explain']:,.0f} | "
                     f"{rate['store']:,.0f} | {rate['store'] / rate['forward']:.2f}x |",
                     flush=True,
                 )
-        size = sum(f.stat().st_size for f in (folder / "s.zarr").rglob("*") if f.is_file())
+        newest = max(folder.glob("s*.zarr"), key=lambda p: int(p.stem[1:]))
+        size = sum(f.stat().st_size for f in newest.rglob("*") if f.is_file())
         print(
             f"\nstore on disk: {size / 2**20:.1f} MiB for {n:,} images, one method "
             f"(maps {n:,} x 28 x 28 float32, raw 14 x 14, top-5, labels)\n"
