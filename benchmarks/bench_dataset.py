@@ -1,9 +1,8 @@
 """Throughput of ``xai.explain_dataset`` on the Fashion-MNIST test set, against the
 model's own forward pass on the same batches.
 
-For each method and batch size it times, in turn within one loop (``_timing.race``, so
-that a busy machine slows all alike), over the whole test set (10,000 images, the
-embedded model):
+For each method and batch size it times, in turn within each round (so that a busy
+machine slows all alike), over the whole test set (10,000 images, the embedded model):
 
 * ``forward``: ``model(x)`` under ``torch.no_grad()`` on every batch, read from the same
   source as the run (uint8 pixels scaled to [0, 1]);
@@ -11,7 +10,9 @@ embedded model):
 * ``store``: the whole ``xai.explain_dataset`` call into a new zarr store on local disk
   (data read, explained, top-5 computed, every array written, done flags).
 
-and prints images/s and the ratio store / forward. With Ray installed, the same run on the
+and prints the median images/s and the median of each round's ratio store / forward
+(with its range over the rounds: this machine's speed drifts by tens of percent over
+minutes, and a round's runs are seconds apart). With Ray installed, the same run on the
 Ray engine (a local cluster of this machine's CPUs, started before timing).
 
     python benchmarks/bench_dataset.py [--quick] [--rounds 3] [--no-ray]
@@ -25,15 +26,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import shutil
+import statistics
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _timing import race
 
 import xai
 from xai.data.sources import as_source
@@ -49,6 +51,21 @@ def data(quick: bool) -> tuple[object, str]:
         images = xai.data.load("fashion-mnist", split="test").tensors()[0][:n]
         return images, f"the first {n:,} Fashion-MNIST test images"
     return "fashion-mnist:test", "the 10,000 Fashion-MNIST test images"
+
+
+def paired(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Each function's wall time in each round, the functions run one after another
+    within a round (after one warm-up call each), so that a round's ratios compare runs
+    made seconds apart."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            began = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - began)
+    return times
 
 
 def main() -> None:
@@ -71,7 +88,10 @@ def main() -> None:
     print(
         f"## explain_dataset on {described} (embedded GAPCNN, {torch.get_num_threads()} threads)\n"
     )
-    print("| method | batch | forward img/s | explain img/s | store img/s | store / forward |")
+    print(
+        "| method | batch | forward img/s | explain img/s | store img/s | "
+        "store / forward (median of rounds, range) |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     try:
         for method in methods:
@@ -99,18 +119,21 @@ def main() -> None:
                         progress=False,
                     )
 
-                times = race(
+                times = paired(
                     {"forward": forward, "explain": explain, "store": store},
-                    rounds=args.rounds,
-                    budget=90 if not args.quick else 5,
+                    rounds=args.rounds if not args.quick else 1,
                 )
-                rate = {k: n / v for k, v in times.items()}
+                rate = {k: n / statistics.median(v) for k, v in times.items()}
+                # This machine's speed drifts by tens of percent over minutes: the ratio
+                # is the median of each round's own ratio (runs seconds apart).
+                ratios = [f / s for f, s in zip(times["forward"], times["store"], strict=True)]
+                spread = f"{min(ratios):.2f}-{max(ratios):.2f}"
                 last = sorted(folder.glob("s*.zarr"), key=lambda p: int(p.stem[1:]))
                 for old in last[:-1]:
                     shutil.rmtree(old)
                 print(
                     f"| {method} | {b} | {rate['forward']:,.0f} | {rate['explain']:,.0f} | "
-                    f"{rate['store']:,.0f} | {rate['store'] / rate['forward']:.2f}x |",
+                    f"{rate['store']:,.0f} | {statistics.median(ratios):.2f}x ({spread}) |",
                     flush=True,
                 )
         newest = max(folder.glob("s*.zarr"), key=lambda p: int(p.stem[1:]))
