@@ -75,18 +75,24 @@ def main() -> None:
     parser.add_argument("--methods", default="gradcam,cam,gradcam++")
     parser.add_argument("--batch-sizes", default="64,256,1024")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray engine")
+    parser.add_argument(
+        "--dir",
+        help="where the stores go (default: a new folder in the system's temporary "
+        "folder, on disk; /dev/shm puts them in memory, leaving the disk out)",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     model = xai.models.pretrained()
     spec, described = data(args.quick)
     source = as_source(spec)
     n = len(source)
-    folder = Path(tempfile.mkdtemp(prefix="xai-bench-dataset-"))
+    folder = Path(tempfile.mkdtemp(prefix="xai-bench-dataset-", dir=args.dir))
     methods = args.methods.split(",") if not args.quick else ["gradcam"]
     sizes = [int(b) for b in args.batch_sizes.split(",")] if not args.quick else [256]
     counter = itertools.count()
     print(
-        f"## explain_dataset on {described} (embedded GAPCNN, {torch.get_num_threads()} threads)\n"
+        f"## explain_dataset on {described} (embedded GAPCNN, "
+        f"{torch.get_num_threads()} threads), stores in {folder.parent}\n"
     )
     print(
         "| method | batch | forward img/s | explain img/s | store img/s | "
