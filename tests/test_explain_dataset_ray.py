@@ -172,7 +172,9 @@ def test_a_two_node_cluster_gives_the_same_store(ray_session, tmp_path):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
         cluster.add_node(num_cpus=1)
-        start_ray(ray, address=cluster.address)
+        before = signal.getsignal(signal.SIGTERM)
+        start_ray(ray, address=cluster.address)  # xai's init_ray: Ray's driver installs
+        assert signal.getsignal(signal.SIGTERM) is before  # a handler; the caller's stays
         cluster.wait_for_nodes()
         assert len([n for n in ray.nodes() if n["Alive"]]) == 2
         model, (x, y) = make_gapcnn(seed=2), _data(48)
@@ -243,20 +245,6 @@ def test_without_ray_the_error_is_the_install_command(tmp_path):
         "XAIImportError engine='ray' needs Ray: pip install 'xai-toolkit[ray]'"
     )
     assert not (tmp_path / "n.zarr").exists()
-
-
-def test_ray_leaves_the_callers_signal_handlers_alone(ray_session):
-    import signal
-
-    from xai.integrations.ray import init_ray
-
-    ray_session.shutdown()
-    before = signal.getsignal(signal.SIGTERM)
-    try:
-        init_ray(ray_session, num_cpus=1, include_dashboard=False)
-        assert signal.getsignal(signal.SIGTERM) is before
-    finally:
-        ray_session.shutdown()
 
 
 def test_import_xai_never_imports_ray_zarr_or_tqdm():
