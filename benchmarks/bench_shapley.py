@@ -25,12 +25,13 @@ from typing import Any
 HIDDEN, BACKGROUND, SEED = 32, 100, 0
 
 
-def problem(n: int) -> tuple[Any, Any, Any]:
+def problem(n: int, hidden: int = HIDDEN) -> tuple[Any, Any, Any]:
+    """A tanh MLP with ``hidden`` units, one instance and BACKGROUND rows (seeded)."""
     import numpy as np
 
     rng = np.random.default_rng(SEED)
-    W1 = rng.normal(size=(n, HIDDEN)) / np.sqrt(n)
-    w2 = rng.normal(size=HIDDEN)
+    W1 = rng.normal(size=(n, hidden)) / np.sqrt(n)
+    w2 = rng.normal(size=hidden)
     x = rng.normal(size=n)
     background = rng.normal(size=(BACKGROUND, n))
 

@@ -26,33 +26,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
-HIDDEN, BACKGROUND, SEED = 8, 100, 0
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_shapley import BACKGROUND, problem
+
+HIDDEN = 8  # hidden units of bench_shapley's tanh MLP: a cheap model, many coalitions
 CLUSTER_CORES = 64
 NETWORK_BYTES_PER_S = 10e9 / 8  # 10 Gbit/s Ethernet
-
-
-def problem(n: int) -> tuple[Any, Any, Any]:
-    import numpy as np
-
-    rng = np.random.default_rng(SEED)
-    W1 = rng.normal(size=(n, HIDDEN)) / np.sqrt(n)
-    w2 = rng.normal(size=HIDDEN)
-    x = rng.normal(size=n)
-    background = rng.normal(size=(BACKGROUND, n))
-
-    def f(X: Any) -> Any:
-        return np.tanh(X @ W1) @ w2
-
-    return f, x, background
 
 
 def game(n: int) -> Any:
     import xai
 
-    f, x, background = problem(n)
+    f, x, background = problem(n, HIDDEN)
     return xai.shapley.ModelGame(f, x, background)
 
 

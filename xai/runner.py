@@ -1,16 +1,16 @@
 """``xai.explain_dataset``: explain a whole dataset into an explanation store.
 
-The data is read and explained one batch at a time; each batch becomes one chunk of every
-array of a zarr store on disk (``xai.store``), written whole and then marked done. A run
-never holds more than the batch being explained and the one being written, whatever the
-dataset's size; a run that dies (Ctrl-C, SIGKILL, a bad item) keeps its done chunks, and
-``resume=True`` computes only the missing ones. The result equals an uninterrupted run's:
-a batch's samples, and so its maps, do not depend on which chunks ran before.
+The data is read and explained one batch at a time (``xai.chunks``); each batch becomes
+one chunk of every array of a zarr store on disk (``xai.store``), written whole and then
+marked done (``xai.store_writer``). A run never holds more than the batch being
+explained, whatever the dataset's size; a run that dies (Ctrl-C, SIGKILL, a bad item)
+keeps its done chunks, and ``resume=True`` computes only the missing ones. The result
+equals an uninterrupted run's: a batch's samples, and so its maps, do not depend on which
+chunks ran before.
 
-An engine decides where batches run: ``"local"`` (this process: the model runs on the
-batch while the previous batch is written by a writer thread) or ``"ray"`` (an actor pool
-on Ray Data, each worker building the model and the explainers once and writing its own
-chunks; see ``xai.integrations.ray``).
+An engine decides where batches run: ``"local"`` (this process, writing each chunk
+between batches) or ``"ray"`` (an actor pool on Ray Data, each worker building the model
+and the explainers once and writing its own chunks; see ``xai.integrations.ray``).
 """
 
 from __future__ import annotations
@@ -20,22 +20,21 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xai import registry
+from xai.chunks import TOP_K, Plan, build_explainers, chunk_target, explain_chunk
 from xai.core.errors import XAITypeError, XAIValueError
 from xai.core.validate import Boolean, Constraint, Integer, Literal, NoneValue, validate
 from xai.store import ExplanationStore, Layout
-from xai.store_writer import ChunkResult
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from xai.data.sources import Batch, Source
+    from xai.data.sources import Source
 
 __all__ = ["explain_dataset"]
 
@@ -49,20 +48,6 @@ _OPTIONS: dict[str, Sequence[Constraint]] = {
     "map_dtype": [Literal("float32", "float16")],
     "workers": [Integer(1), NoneValue()],
 }
-
-TOP_K = 5
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a worker needs to explain any chunk: everything but the model's weights."""
-
-    source: Source
-    methods: tuple[str, ...]
-    layer: Any
-    options: dict[str, Any]
-    target: Any  # None | int | "label" | (N,) int64 array | a Target or callable
-    layout: Layout
 
 
 def model_sha256(model: nn.Module) -> str:
@@ -111,92 +96,20 @@ def _target_spec(target: Any, n: int) -> tuple[Any, str]:
     return values, f"{n} classes, SHA-256 {hashlib.sha256(values.tobytes()).hexdigest()[:16]}"
 
 
-def chunk_target(plan: Plan, batch: Batch, start: int, stop: int) -> Any:
-    """The ``target=`` of ``xai.explain`` for samples start..stop-1."""
-    target = plan.target
-    if isinstance(target, str):  # "label"
-        if batch.labels is None:
-            raise XAIValueError(
-                "target='label' explains each sample's own label, but the data has no labels"
-            )
-        return batch.labels.tolist()
-    if isinstance(target, np.ndarray):
-        return target[start:stop].tolist()
-    return target
-
-
-def build_explainers(model: nn.Module, plan: Plan) -> dict[str, Any]:
-    from xai.api import explainer
-
-    return {m: explainer(model, m, plan.layer, **plan.options) for m in plan.methods}
-
-
-def explain_chunk(explainers: dict[str, Any], plan: Plan, index: int) -> ChunkResult:
-    """Read and explain chunk ``index`` (samples index * batch_size .. + batch_size)."""
-    import torch
-
-    b = plan.layout.batch_size
-    start, stop = index * b, min((index + 1) * b, plan.layout.n)
-    batch = plan.source.batch(start, stop)
-    _check_batch(batch, plan, start, stop)
-    target = chunk_target(plan, batch, start, stop)
-    maps, raw = {}, {}
-    first = None
-    for method, explain in explainers.items():
-        e = explain(batch.x, target=target)
-        first = first or e
-        dtype = np.float16 if plan.layout.map_dtype == "float16" else np.float32
-        maps[method] = e.maps.numpy().astype(dtype, copy=False)
-        raw[method] = e.raw.numpy()
-    assert first is not None
-    top = probabilities = None
-    if plan.layout.top_k and first.logits is not None:
-        p = torch.softmax(first.logits.double(), dim=1)
-        values, classes = p.topk(plan.layout.top_k, dim=1)
-        top, probabilities = classes.numpy(), values.float().numpy()
-    return ChunkResult(
-        index=index,
-        start=start,
-        stop=stop,
-        ids=batch.ids,
-        labels=batch.labels,
-        targets=first.targets.numpy(),
-        scores=first.scores.numpy(),
-        top=top,
-        probabilities=probabilities,
-        maps=maps,
-        raw=raw,
-    )
-
-
-def _check_batch(batch: Batch, plan: Plan, start: int, stop: int) -> None:
-    shape = tuple(batch.x.shape)
-    expected = (stop - start, *plan.layout.input_shape)
-    if shape != expected:
-        raise XAIValueError(
-            f"data: samples {start}..{stop - 1} come as {shape}, expected {expected} like "
-            f"sample 0; every sample of a dataset run has one shape. The chunks before "
-            f"sample {start} are kept (resume=True continues from there)."
-        )
-
-
 def _layout(
     model: nn.Module, source: Source, plan_args: dict[str, Any], batch_size: int, map_dtype: str
 ) -> tuple[Layout, dict[str, str | None]]:
     """Explain sample 0 with every method: the layers, the raw maps' and logits' shapes."""
-    probe_plan = Plan(
-        source=source,
-        layout=Layout(1, 1, (0, 0, 0), {}, 0, False, False, map_dtype),
-        **plan_args,
+    explainers = build_explainers(
+        model, plan_args["methods"], plan_args["layer"], plan_args["options"]
     )
-    explainers = build_explainers(model, probe_plan)
     batch = source.batch(0, 1)
     x = batch.x
     if x.ndim != 4:
         raise XAIValueError(
             f"data: sample 0 is of shape {tuple(x.shape[1:])}; expected a (C, H, W) image"
         )
-    target = chunk_target(probe_plan, batch, 0, 1)
+    target = chunk_target(plan_args["target"], batch.labels, 0, 1)
     layers, raw_shapes, top_k = {}, {}, 0
     for method, explain in explainers.items():
         e = explain(x, target=target)
@@ -446,8 +359,8 @@ def _run_local(
     from xai.store_writer import StoreWriter
 
     layout = plan.layout
-    done_images = layout.n - sum(_chunk_len(layout, i) for i in todo)
-    explainers = build_explainers(model, plan)
+    done_images = layout.n - layout.samples(todo)
+    explainers = build_explainers(model, plan.methods, plan.layer, plan.options)
     writer = StoreWriter(group, path)
     bar = progress_bar(layout.n, done_images, progress)
     try:
@@ -457,8 +370,3 @@ def _run_local(
             bar.update(result.stop - result.start)
     finally:
         bar.close()
-
-
-def _chunk_len(layout: Layout, index: int) -> int:
-    b = layout.batch_size
-    return min((index + 1) * b, layout.n) - index * b

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,6 +90,15 @@ class Layout:
     @property
     def chunks(self) -> int:
         return -(-self.n // self.batch_size)
+
+    def rows(self, index: int) -> tuple[int, int]:
+        """``(start, stop)``: the samples of chunk ``index``."""
+        start = index * self.batch_size
+        return start, min(start + self.batch_size, self.n)
+
+    def samples(self, chunks: Sequence[int]) -> int:
+        """How many samples the chunks hold."""
+        return sum(stop - start for start, stop in map(self.rows, chunks))
 
 
 def _zarr() -> Any:

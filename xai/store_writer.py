@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ChunkFiles", "ChunkResult", "StoreWriter", "write_chunk"]
+__all__ = ["ChunkFiles", "ChunkResult", "StoreWriter"]
 
 # Temporary file names unique within a process (with its pid: across Ray workers too).
 _COUNTER = itertools.count()
@@ -180,8 +180,3 @@ class StoreWriter:
                 self._put(f"{method}/raw", r.index, r.start, r.raw[method])
         for r in results:  # last: every array's chunk is whole
             self._put("done", r.index, r.index, np.ones(1, dtype=bool))
-
-
-def write_chunk(group: Any, path: Path, result: ChunkResult) -> None:
-    """Write one chunk's arrays, then its ``done`` flag."""
-    StoreWriter(group, path).write([result])

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from torch import nn
 
-    from xai.runner import Plan
+    from xai.chunks import Plan
 
 __all__ = ["ensure_ray", "init_ray", "model_factory_of", "require_ray", "run_on_ray"]
 
@@ -161,7 +161,7 @@ class _ChunkWorker:
         import ray
         import torch
 
-        from xai.runner import build_explainers
+        from xai.chunks import build_explainers
         from xai.store import open_group
         from xai.store_writer import StoreWriter
 
@@ -171,13 +171,14 @@ class _ChunkWorker:
         model = factory()
         model.load_state_dict(weights)
         model.eval()
-        self.explainers = build_explainers(model, self.plan)
+        plan = self.plan
+        self.explainers = build_explainers(model, plan.methods, plan.layer, plan.options)
         self.writer = StoreWriter(open_group(Path(path)), Path(path))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
-        from xai.runner import explain_chunk
+        from xai.chunks import explain_chunk
 
         chunks, counts, seconds = [], [], []
         for index in batch["chunk"].tolist():
@@ -235,7 +236,7 @@ def run_on_ray(
         },
     )  # Ray Data's actor pools restart a killed actor and retry its chunk by default
     layout = plan.layout
-    bar = progress_bar(layout.n, layout.n - sum(_chunk_len(plan, i) for i in todo), progress)
+    bar = progress_bar(layout.n, layout.n - layout.samples(todo), progress)
     quiet = logging.getLogger("ray.data")
     level = quiet.level
     quiet.setLevel(logging.WARNING)  # no "execution finished" lines among xai's output
@@ -251,11 +252,6 @@ def run_on_ray(
         quiet.setLevel(level)
         bar.close()
         del weights_ref, plan_ref
-
-
-def _chunk_len(plan: Plan, index: int) -> int:
-    b, n = plan.layout.batch_size, plan.layout.n
-    return min((index + 1) * b, n) - index * b
 
 
 def _cause(error: Exception) -> BaseException:
