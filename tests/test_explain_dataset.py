@@ -193,6 +193,15 @@ def test_a_bad_item_is_named_and_the_chunks_before_it_are_kept(tmp_path):
     np.testing.assert_array_equal(s.maps()[:], ref.maps()[:])
 
 
+def test_a_nan_pixel_is_refused_naming_its_samples_and_the_chunks_before_it_are_kept(tmp_path):
+    model, (x, _) = _model(), _data(20)
+    x[13, 0, 3, 3] = float("nan")
+    path = tmp_path / "nan.zarr"
+    with pytest.raises(XAIValueError, match=r"samples 12\.\.15 .*sample 1 holds nan"):
+        xai.explain_dataset(model, x, store=path, batch_size=4, progress=False)
+    assert xai.open_store(path).missing_chunks() == [3, 4]
+
+
 def test_resume_refuses_another_run_naming_the_difference(tmp_path):
     model, (x, _) = _model(), _data(8)
     path = tmp_path / "r.zarr"

@@ -73,7 +73,14 @@ def explain_chunk(explainers: dict[str, Any], plan: Plan, index: int) -> ChunkRe
     dtype = np.float16 if plan.layout.map_dtype == "float16" else np.float32
     maps, raw, explained = {}, {}, []
     for method, explain in explainers.items():
-        e = explain(batch.x, target=target)
+        try:
+            e = explain(batch.x, target=target)
+        except XAIValueError as error:  # say which samples of the dataset it is about
+            raise XAIValueError(
+                f"data: samples {start}..{stop - 1} (sample k of this batch is sample "
+                f"{start} + k): {error} The chunks before sample {start} are kept "
+                f"(resume=True continues from there)."
+            ) from error
         explained.append(e)
         maps[method] = e.maps.numpy().astype(dtype, copy=False)
         raw[method] = e.raw.numpy()
