@@ -304,7 +304,11 @@ def test_unknown_layer_lists_the_nearest_names():
             r"outputs a vector per sample \(N, C\), with no spatial or token dimension "
             r"\(4, 5\)",
         ),
-        (3, "layer must be None, a dotted module name or a torch.nn.Module; got int"),
+        (
+            3,
+            r"layer must be a layer name, a module, a list of them \(fused into one map\) "
+            r"or None; got int",
+        ),
     ],
 )
 def test_bad_layers_are_refused_clearly(layer, message, gray):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -19,7 +20,7 @@ __all__ = ["explain", "explainer"]
 def explainer(
     model: nn.Module,
     method: str = "gradcam",
-    layer: str | nn.Module | None = None,
+    layer: str | nn.Module | Sequence[str | nn.Module] | None = None,
     **options: Any,
 ) -> Any:
     """Build the explainer object for ``method`` (reuse it to explain many batches).
@@ -44,7 +45,7 @@ def explain(
     model: nn.Module,
     inputs: torch.Tensor,
     method: str = "gradcam",
-    layer: str | nn.Module | None = None,
+    layer: str | nn.Module | Sequence[str | nn.Module] | None = None,
     target: TargetLike = None,
     **options: Any,
 ) -> Explanation:
@@ -68,7 +69,10 @@ def explain(
             from a tensor output, an output's ``.logits`` or a ``"logits"`` key.
         **options: the method's own options, e.g. ``batch_size`` for Score-CAM, and
             ``reshape`` (``"auto"``, or a callable mapping the layer's tensor to
-            (N, C, h, w); ``"auto"`` folds a transformer's tokens into their patch grid).
+            (N, C, h, w); ``"auto"`` folds a transformer's tokens into their patch grid),
+            and for the layer methods ``eigen_smooth`` (the first principal component of
+            the per-channel terms instead of their sum), ``aug_smooth`` (the mean map of
+            six flipped and rescaled copies) and ``fuse`` (see ``xai.cam.base.BaseCAM``).
 
     Returns:
         An ``Explanation``: ``maps`` (N, H, W) in [0, 1], ``raw``,

@@ -60,7 +60,7 @@ class CAM(BaseCAM):
         maps = cap.maps(self.model, x, self.reshape)
         weights = self._head_weights(maps, layer.name, logits_of(output), linear_calls)
         w = weights[classes.to(weights.device)]  # (N, C)
-        signed = torch.einsum("nc,nchw->nhw", w, maps.float())
+        signed = self._weighted_sum(w, maps)
         return signed, resolved, scores
 
     @staticmethod

@@ -6,14 +6,19 @@ IJCNN.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import ClassVar
+
 import torch
 from torch import nn
 
-from xai.cam.base import BaseCAM
+from xai.cam.base import BaseCAM, LayerArg
 from xai.core.capture import capture
 from xai.core.layers import LayerRef
+from xai.core.maps import principal_projection
 from xai.core.reshape import ReshapeLike
 from xai.core.targets import ResolvedTarget, TargetLike, resolve_target
+from xai.core.validate import Boolean, Constraint
 
 __all__ = ["EigenCAM"]
 
@@ -30,21 +35,31 @@ class EigenCAM(BaseCAM):
 
     reshaped to $h \times w$. No gradients, no class: the map is the same for every
     target (``targets`` and ``scores`` still report the explained class). The SVD fixes
-    $v_1$ only up to sign; the sign is chosen so that the map sums to a
-    non-negative value (for non-negative maps, such as a ReLU's output, the map is then
-    non-negative everywhere). As in the paper, no ReLU by default (``relu=False``), and
-    the maps are not mean-centred. Only the thin SVD (``full_matrices=False``) is computed.
+    $v_1$ only up to sign; the sign is chosen so that the map agrees with the sum of
+    the feature maps, $\langle M v_1, \sum_k A^k \rangle \ge 0$ (for non-negative
+    maps, such as a ReLU's output, the map is then non-negative everywhere). As in the
+    paper, no ReLU by default (``relu=False``), and the maps are not mean-centred
+    (``center=True`` subtracts each channel's mean over the positions first, as
+    pytorch-grad-cam does). Only the thin SVD (``full_matrices=False``) is computed.
+    ``eigen_smooth`` is not an option: the map already is the first component.
     """
+
+    constraints: ClassVar[dict[str, Sequence[Constraint]]] = {"center": [Boolean()]}
 
     def __init__(
         self,
         model: nn.Module,
-        layer: str | nn.Module | None = None,
+        layer: LayerArg = None,
         *,
         relu: bool = False,
         reshape: ReshapeLike = "auto",
+        center: bool = False,
+        fuse: str = "mean",
+        aug_smooth: bool = False,
     ) -> None:
-        super().__init__(model, layer, relu=relu, reshape=reshape)
+        super().__init__(model, layer, relu=relu, reshape=reshape, fuse=fuse, aug_smooth=aug_smooth)
+        self.center: bool
+        self._set(center=center)
 
     def _signed_map(
         self, x: torch.Tensor, layer: LayerRef, target: TargetLike
@@ -55,9 +70,4 @@ class EigenCAM(BaseCAM):
         resolved = resolve_target(target, output, n)
         scores = resolved.scores(output, torch.arange(n)).detach()
         A = cap.maps(self.model, x, self.reshape).float()
-        _, _, h, w = A.shape
-        M = A.flatten(2).transpose(1, 2)  # (N, hw, C)
-        U, S, _ = torch.linalg.svd(M, full_matrices=False)
-        projection = U[:, :, 0] * S[:, :1]  # (N, hw) == M @ v1
-        sign = torch.where(projection.sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
-        return (projection * sign).reshape(n, h, w), resolved, scores
+        return principal_projection(A, center=self.center), resolved, scores

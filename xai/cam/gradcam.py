@@ -27,6 +27,9 @@ class GradCAM(GradientCAM):
     layer, $\alpha^c_k = w^c_k / (hw)$, so Grad-CAM equals CAM divided by ``h*w``.
     """
 
+    def _terms(self, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+        return G.mean(dim=(2, 3), keepdim=True) * A
+
     def _combine(self, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
         n, _, h, w = A.shape
         alpha = G.mean(dim=(2, 3))  # (N, C)

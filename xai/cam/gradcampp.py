@@ -32,11 +32,11 @@ class GradCAMPlusPlus(GradientCAM):
     divided by $\exp(S^c)$ and ``maps`` are identical.
     """
 
-    def _combine(self, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    def _terms(self, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
         g2 = G.pow(2)
         g3 = G.pow(3)
         denominator = 2.0 * g2 + A.sum(dim=(2, 3), keepdim=True) * g3
         nonzero = denominator != 0
         alpha = torch.where(nonzero, g2 / torch.where(nonzero, denominator, 1.0), 0.0)
         weights = (alpha * G.clamp_min(0.0)).sum(dim=(2, 3), keepdim=True)
-        return (weights * A).sum(dim=1)
+        return weights * A

@@ -28,5 +28,5 @@ class HiResCAM(GradientCAM):
     $\alpha^c_k$, and HiResCAM equals Grad-CAM exactly.
     """
 
-    def _combine(self, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-        return (G * A).sum(dim=1)
+    def _terms(self, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+        return G * A

@@ -24,5 +24,5 @@ class LayerCAM(GradientCAM):
     Being element-wise, it gives fine maps at shallow layers too (the paper's point).
     """
 
-    def _combine(self, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-        return (G.clamp_min(0.0) * A).sum(dim=1)
+    def _terms(self, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+        return G.clamp_min(0.0) * A

@@ -27,9 +27,9 @@ class XGradCAM(GradientCAM):
     nothing; the paper leaves that 0/0 undefined.
     """
 
-    def _combine(self, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    def _terms(self, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
         total = A.sum(dim=(2, 3), keepdim=True)
         numerator = (A * G).sum(dim=(2, 3), keepdim=True)
         zero = total == 0
         alpha = torch.where(zero, 0.0, numerator / torch.where(zero, 1.0, total))
-        return (alpha * A).sum(dim=1)
+        return alpha * A

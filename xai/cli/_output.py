@@ -163,6 +163,7 @@ def write_item(
             {
                 "method": method,
                 "layer": explanation.layer,
+                "options": getattr(args, "method_options", {}).get(method, {}),
                 "target": index,
                 "target_class": name,
                 "class_specific": registry.get(method).class_specific,

@@ -74,7 +74,27 @@ def add_parser(commands: Any) -> None:
         "--layer",
         help="the layer to explain, a dotted name as `xai layers` lists (default: the last "
         "feature maps; a transformer's last attention input); 'name[0]' or \"name['key']\" "
-        "picks one tensor of a layer returning a tuple or dict",
+        "picks one tensor of a layer returning a tuple or dict; several separated by "
+        "commas are fused into one map (see --fuse)",
+    )
+    p.add_argument(
+        "--fuse",
+        choices=("mean", "max"),
+        default="mean",
+        help="how the maps of several --layer are fused: each normalised and resized to "
+        "the finest, then their mean (default) or maximum",
+    )
+    p.add_argument(
+        "--eigen-smooth",
+        action="store_true",
+        help="each map is the first principal component of the method's per-channel "
+        "terms instead of their sum (CAM-family methods)",
+    )
+    p.add_argument(
+        "--aug-smooth",
+        action="store_true",
+        help="each map is the mean over six flipped and rescaled copies of the image, "
+        "brought back to its frame (CAM-family methods; six times slower)",
     )
     p.add_argument(
         "--target",
@@ -145,9 +165,57 @@ def parse_target(text: str, class_names: Sequence[str]) -> int | None:
     )
 
 
-def check_layer(model: Any, layer: str) -> None:
+def parse_layers(text: str | None) -> str | list[str] | None:
+    """``--layer``: one name, or several separated by commas (fused into one map)."""
+    if text is None:
+        return None
+    names = [part.strip() for part in text.split(",")]
+    if not all(names):
+        raise XAIValueError(f"--layer {text!r} has an empty name; separate names by commas")
+    return names[0] if len(names) == 1 else names
+
+
+def method_options(methods: Sequence[str], args: argparse.Namespace) -> dict[str, dict]:
+    """Each method's options from --fuse/--eigen-smooth/--aug-smooth; a method that has no
+    such option is explained without it, said in one warning line."""
+    import inspect
+
+    wanted: dict[str, Any] = {}
+    if args.eigen_smooth:
+        wanted["eigen_smooth"] = True
+    if args.aug_smooth:
+        wanted["aug_smooth"] = True
+    if isinstance(parse_layers(args.layer), list) and args.fuse != "mean":
+        wanted["fuse"] = args.fuse
+    options: dict[str, dict] = {}
+    skipped: dict[str, list[str]] = {}
+    for method in methods:
+        accepted = inspect.signature(registry.get(method).load().__init__).parameters
+        options[method] = {k: v for k, v in wanted.items() if k in accepted}
+        for key in wanted:
+            if key not in accepted:
+                skipped.setdefault("--" + key.replace("_", "-"), []).append(method)
+    for flag, names in skipped.items():
+        if len(names) == len(methods):
+            raise XAIValueError(
+                f"{flag} does not apply to {', '.join(names)}; use it with a CAM-family "
+                f"method such as gradcam"
+            )
+        print(
+            f"warning: {flag} does not apply to {', '.join(names)}; explained without it",
+            file=sys.stderr,
+        )
+    return options
+
+
+def check_layer(model: Any, layer: str | list[str]) -> None:
     """An unknown layer name -> one line with the nearest valid names."""
     from xai.core.layers import nearest_layers, parse_layer
+
+    if isinstance(layer, list):
+        for name in layer:
+            check_layer(model, name)
+        return
 
     path, _ = parse_layer(layer)  # "name['key']" selects a tensor of the layer's output
     if path not in dict(model.named_modules(remove_duplicate=False)):
@@ -255,6 +323,7 @@ def _compute(
     loaded: LoadedModel,
     methods: Sequence[str],
     args: argparse.Namespace,
+    options: dict[str, dict] | None = None,
 ) -> tuple[list[Computed], list[str]]:
     """Explain every image, batch by batch, before anything is written: a bad input in
     any batch (a layer, a target, a shape the model refuses) stops the run with nothing
@@ -271,6 +340,8 @@ def _compute(
     from xai.training.progress import ProgressBar
 
     model = loaded.model
+    layer = parse_layers(args.layer)
+    options = options or {}
     bar = ProgressBar(len(items), "explaining", enabled=len(items) > 1 and not args.quiet)
     class_names: list[str] = []
     target: int | None = None
@@ -291,17 +362,18 @@ def _compute(
         if number == 0:
             class_names = _class_names(loaded, int(logits.shape[1]))
             target = parse_target(args.target, class_names)
-            if args.layer:
-                check_layer(model, args.layer)
+            if layer:
+                check_layer(model, layer)
         top1 = logits.argmax(dim=1)
         per_method = {}
         for method in methods:
-            e = xai.explain(model, x, method=method, layer=args.layer, target=target)
+            chosen = options.get(method, {})
+            e = xai.explain(model, x, method=method, layer=layer, target=target, **chosen)
             peaks = e.raw.flatten(1).amax(dim=1)
             if target is None or not registry.get(method).class_specific:
                 reference = peaks  # the map of the top-1 class itself
             else:
-                top = xai.explain(model, x, method=method, layer=args.layer, target=top1)
+                top = xai.explain(model, x, method=method, layer=layer, target=top1, **chosen)
                 reference = top.raw.flatten(1).amax(dim=1)
             per_method[method] = (e, peaks, reference)
         for i, item in enumerate(batch):
@@ -400,8 +472,10 @@ def run(args: argparse.Namespace) -> int:
             f"no hook can see, so no map can be computed. Save model.state_dict() and pass "
             f"--arch, or pass package.module:factory"
         )
+    options = method_options(methods, args)
+    args.method_options = options  # recorded in each manifest
     items = _survey(paths, loaded, args)
-    computed, class_names = _compute(items, loaded, methods, args)
+    computed, class_names = _compute(items, loaded, methods, args, options)
     replaced = _write(computed, class_names, loaded, args)
     out = args.out
     if not args.quiet:

@@ -105,7 +105,7 @@ def forward_backward(
     model: nn.Module,
     x: torch.Tensor,
     layers: Sequence[LayerRef],
-    target: TargetLike,
+    target: TargetLike | ResolvedTarget,
     reshape: ReshapeLike = "auto",
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], ResolvedTarget, torch.Tensor]:
     """One forward pass and one backward pass that stops at the earliest layer.
