@@ -196,12 +196,57 @@ def test_eigencam_matches_first_principal_direction(case):
         _, vectors = np.linalg.eigh(M.T @ M)
         v1 = vectors[:, -1]
         projection = M @ v1
-        if projection.sum() < 0:
+        if projection @ M.sum(axis=1) < 0:  # the sign that agrees with sum_k A^k
             projection = -projection
         np.testing.assert_allclose(result.raw[s].numpy().ravel(), projection, atol=1e-4, rtol=1e-4)
     # Class-agnostic: another target gives the same map.
     other = xai.explain(model, x, method="eigencam", layer=LAYER, target=1)
     torch.testing.assert_close(other.raw, result.raw)
+
+
+def test_gradcam_elementwise_matches_equation(case):
+    """L = ReLU(sum_k ReLU(G^k * A^k)): every (channel, position) product rectified."""
+    model, x, A, G, _ = case
+    n, c, h, w = A.shape
+    expected = np.zeros((n, h, w))
+    for s in range(n):
+        for k in range(c):
+            for i in range(h):
+                for j in range(w):
+                    expected[s, i, j] += max(G[s, k, i, j] * A[s, k, i, j], 0.0)
+    assert_maps(explain(model, x, "gradcam-elementwise"), expected)
+    # It differs from HiResCAM exactly where products of both signs meet at a position.
+    hires = explain(model, x, "hirescam", relu=False).raw.numpy()
+    signed_sum = (G * A).sum(axis=1)
+    np.testing.assert_allclose(hires, signed_sum, atol=1e-5 * max(1, np.abs(signed_sum).max()))
+    assert (expected - relu(signed_sum)).max() > 1e-3
+
+
+def _first_component(T: np.ndarray, center: bool) -> np.ndarray:
+    """(C, h, w) terms -> M v1 by numpy's symmetric eigensolver (not an SVD), the sign
+    agreeing with the plain sum of the terms."""
+    c, h, w = T.shape
+    M = T.reshape(c, h * w).T  # one row per position
+    if center:
+        M = M - M.mean(axis=0, keepdims=True)
+    _, vectors = np.linalg.eigh(M.T @ M)
+    projection = M @ vectors[:, -1]
+    if projection @ T.reshape(c, h * w).sum(axis=0) < 0:
+        projection = -projection
+    return projection.reshape(h, w)
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_eigengradcam_matches_first_principal_direction(case, center):
+    model, x, A, G, _ = case
+    T = G * A
+    expected = np.stack([_first_component(T[s], center) for s in range(len(T))])
+    signed = explain(model, x, "eigengradcam", relu=False, center=center)
+    assert_maps(signed, expected, tol=1e-4)
+    assert_maps(explain(model, x, "eigengradcam", center=center), relu(expected), tol=1e-4)
+    # Class-specific, unlike Eigen-CAM: another class gives another map.
+    other = xai.explain(model, x, method="eigengradcam", layer=LAYER, target=[1, 1, 1])
+    assert not torch.allclose(other.raw, signed.raw.clamp_min(0), atol=1e-3)
 
 
 class _GuidedReLU(torch.autograd.Function):

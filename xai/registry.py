@@ -83,10 +83,31 @@ _METHODS: tuple[MethodInfo, ...] = (
         True,
     ),
     MethodInfo(
+        "gradcam-elementwise",
+        "xai.cam.gradcam_elementwise:GradCAMElementWise",
+        "positive part of gradient times activation, element by element, summed over channels",
+        "Gildenblat et al., pytorch-grad-cam (GradCAMElementWise)",
+        True,
+    ),
+    MethodInfo(
         "scorecam",
         "xai.cam.scorecam:ScoreCAM",
         "each channel's upsampled map masks the input; weight = the masked input's score gain",
         "Wang et al. 2020, Score-CAM",
+        False,
+    ),
+    MethodInfo(
+        "sscam",
+        "xai.cam.sscam:SSCAM",
+        "Score-CAM with each masked input's score averaged over Gaussian-noised copies",
+        "Wang et al. 2020, SS-CAM: Smoothed Score-CAM",
+        False,
+    ),
+    MethodInfo(
+        "iscam",
+        "xai.cam.iscam:ISCAM",
+        "Score-CAM with each mask's score integrated along a path from zero to the mask",
+        "Naidu et al. 2020, IS-CAM: Integrated Score-CAM",
         False,
     ),
     MethodInfo(
@@ -105,6 +126,13 @@ _METHODS: tuple[MethodInfo, ...] = (
         class_specific=False,
     ),
     MethodInfo(
+        "eigengradcam",
+        "xai.cam.eigengradcam:EigenGradCAM",
+        "first principal component of gradient times activation; class-specific Eigen-CAM",
+        "Muhammad & Yeasin 2020, Eigen-CAM (applied to gradient x activation)",
+        True,
+    ),
+    MethodInfo(
         "guided-backprop",
         "xai.cam.guided:GuidedBackprop",
         "input gradient with only positive gradients passed back through every ReLU",
@@ -116,6 +144,13 @@ _METHODS: tuple[MethodInfo, ...] = (
         "xai.cam.guided:GuidedGradCAM",
         "guided backpropagation times the upsampled Grad-CAM map",
         "Selvaraju et al. 2017, Grad-CAM",
+        True,
+    ),
+    MethodInfo(
+        "fullgrad",
+        "xai.cam.fullgrad:FullGrad",
+        "input-gradient term plus every conv and batch-norm layer's bias-gradient term",
+        "Srinivas & Fleuret 2019, Full-Gradient Representation for Neural Network Visualization",
         True,
     ),
 )
