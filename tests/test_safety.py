@@ -71,7 +71,7 @@ def test_no_hooks_remain_after_an_exception_inside_the_model(method, fail_on, gr
     model = Failing(make_gapcnn(), fail_on)
     model.train()
     flags = [m.training for m in model.modules()]
-    layer = None if method == "guided-backprop" else "inner.features.10"
+    layer = None if method in ("guided-backprop", "fullgrad") else "inner.features.10"
     try:
         run(model, gray, method, layer=layer)
     except RuntimeError as error:
@@ -185,7 +185,10 @@ def test_half_precision_models(method, dtype, gray):
     assert all(p.dtype == dtype for p in half.parameters())
     # Score-CAM's weights are differences of nearly uniform softmax probabilities of an
     # untrained model: bf16's 8-bit mantissa keeps about two of their digits.
-    map_tolerance = 0.25 if (method, dtype) == ("scorecam", torch.bfloat16) else 0.1
+    # FullGrad's plain input gradient cancels across paths: in bf16 it is off by 13-16 %
+    # of its largest value for this model (0.1 % in float16), so its maps move by 0.16.
+    noisy = {("scorecam", torch.bfloat16), ("fullgrad", torch.bfloat16)}
+    map_tolerance = 0.25 if (method, dtype) in noisy else 0.1
     assert float((got.maps - expected.maps).abs().max()) <= map_tolerance
     if method != "ablationcam":
         # Ablation-CAM divides by the score itself, which for this untrained model is
@@ -204,7 +207,8 @@ def test_non_square_inputs(method):
     x = torch.rand(2, 1, 12, 20)
     e = xai.explain(make_gapcnn(), x, method=method, target=1)
     assert e.maps.shape == (2, 12, 20)
-    expected_raw = (12, 20) if method == "guided-backprop" or method == "guided-gradcam" else (3, 5)
+    full = method in ("guided-backprop", "guided-gradcam", "fullgrad")  # input resolution
+    expected_raw = (12, 20) if full else (3, 5)
     assert tuple(e.raw.shape[1:]) == expected_raw
 
 
@@ -251,11 +255,14 @@ def test_many_calls_in_a_loop_do_not_leak(method, gray):
     assert _live_tensors() <= before + 2
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS if m not in ("cam", "guided-backprop")])
+@pytest.mark.parametrize(
+    "method", [m for m in METHODS if m not in ("cam", "guided-backprop", "fullgrad")]
+)
 def test_an_inplace_relu_after_the_explained_conv_does_not_change_its_maps(method, gray):
     """The layer's output is copied when captured: a later ReLU(inplace=True) that
     overwrites it must not leak into the maps (the conv's signed output is explained).
-    CAM is left out: it needs the pooled, post-ReLU maps."""
+    CAM is left out: it needs the pooled, post-ReLU maps; guided backpropagation and
+    FullGrad take no layer (``test_inplace_relus_give_the_same_maps`` covers them)."""
     model = make_gapcnn(batch_norm=False)
     inplace = copy.deepcopy(model)
     for m in inplace.modules():

@@ -231,7 +231,8 @@ def test_hugging_face_vit_built_offline_defaults_to_the_last_layernorm_before(rg
 def test_every_layer_method_runs_on_a_hugging_face_vit(method, rgb):
     model = hf_vit()
     e = xai.explain(model, rgb[:2], method=method, target=[1, 2])
-    assert e.raw.shape == (2, 4, 4) and torch.isfinite(e.maps).all()
+    size = (32, 32) if method == "fullgrad" else (4, 4)  # FullGrad's map: input pixels
+    assert e.raw.shape == (2, *size) and torch.isfinite(e.maps).all()
     if xai.registry.get(method).gradients:
         assert (e.raw.flatten(1).amax(1) > 0).all()
 
