@@ -7,6 +7,8 @@ Faithfulness runs the model on perturbed copies of the images:
   back, pixels in order of saliency; area under the target's probability curve.
 * ``average_drop`` (Chattopadhay et al. 2018, Grad-CAM++): probability lost, and how
   often gained, when the image is multiplied by its map.
+* ``road`` (Rong et al. 2022, ROAD): MoRF and LeRF curves, the removed pixels filled
+  from their neighbours by ``noisy_linear_imputation`` instead of a constant.
 
 Localisation compares the map with ground-truth masks or boxes, without the model:
 
@@ -35,6 +37,7 @@ from xai.metrics.localisation import (
     energy_pointing_game,
     pointing_game,
 )
+from xai.metrics.road import RoadResult, noisy_linear_imputation, road
 from xai.metrics.sanity import SanityResult, cascading_randomization, spearman
 
 __all__ = [
@@ -42,13 +45,16 @@ __all__ = [
     "Curve",
     "EnergyResult",
     "PointingResult",
+    "RoadResult",
     "SanityResult",
     "average_drop",
     "cascading_randomization",
     "deletion",
     "energy_pointing_game",
     "insertion",
+    "noisy_linear_imputation",
     "perturbation_curve",
     "pointing_game",
+    "road",
     "spearman",
 ]
