@@ -58,6 +58,7 @@ def cases(quick: bool) -> list[Case]:
             large,
             torch.rand(4, 3, 96, 96) if not quick else torch.rand(2, 3, 48, 48),
             "features.26",
+            skip=("sscam", "iscam"),  # 4 x 256 x 35 (10) masked passes: bench_new_methods.py
         ),
         Case(
             "ResNet-18 3x224x224, batch 8" if not quick else "ResNet-18 3x64x64, batch 2",
@@ -65,7 +66,7 @@ def cases(quick: bool) -> list[Case]:
             torch.rand(8, 3, 224, 224) if not quick else torch.rand(2, 3, 64, 64),
             "layer4",
             head="fc",
-            skip=("scorecam",),  # 8 x 512 masked passes: see bench_peers.py
+            skip=("scorecam", "sscam", "iscam"),  # 8 x 512 (x 35) masked passes: bench_peers.py
         ),
     ]
 
@@ -167,9 +168,10 @@ def main() -> None:
         available = peers(case, targets)
         for method in xai.methods():
             if method in case.skip:
-                print(f"| {method} | see bench_peers.py | | | | | |")
+                where = "bench_peers.py" if method == "scorecam" else "bench_new_methods.py"
+                print(f"| {method} | see {where} | | | | | |")
                 continue
-            layer = None if method == "guided-backprop" else case.layer
+            layer = None if method in ("guided-backprop", "fullgrad") else case.layer
             explainer = xai.explainer(case.model, method, layer)
             result = explainer(case.x, targets)
             ours = result.attributions if result.attributions is not None else result.raw

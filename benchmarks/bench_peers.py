@@ -1,4 +1,4 @@
-"""Grad-CAM, Grad-CAM++ and Score-CAM side by side with torchcam, captum and pytorch-grad-cam.
+"""Grad-CAM, Grad-CAM++, Score-CAM, Ablation-CAM beside torchcam, captum, pytorch-grad-cam.
 
 Same model, same inputs, same layer, same target classes for everyone: ResNet-18 and
 ResNet-50 (torchvision's layout, ``layer4``) at 224 x 224 with batch 1 and 16, and the
@@ -42,9 +42,12 @@ import xai
 from xai.core.maps import minmax, upsample
 
 TOLERANCE = 1e-3  # max |difference| between normalised maps in [0, 1]
-METHODS = ("gradcam", "gradcam++", "scorecam")
+METHODS = ("gradcam", "gradcam++", "scorecam", "ablationcam")
 PEERS = ("torchcam", "captum", "pytorch-grad-cam")
-SCORECAM_BATCH = 64  # masked images per forward pass, the same for everyone
+# Score-CAM's chunk: xai chooses it (batch_size=None, its default); the peers run at their
+# own defaults (torchcam 32, pytorch-grad-cam 16 masked images per pass); the row
+# "xai-fixed" is xai at a fixed chunk of 64, the maps the others are compared with.
+SCORECAM_FIXED = 64
 # Score-CAM with the definition the peers share: logits, no baseline, softmax over channels
 SCORECAM_OPTIONS = {"softmax": False, "baseline": None, "channel_softmax": True}
 
@@ -99,16 +102,19 @@ def finish(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 # ------------------------------------------------------------------ implementations
 
 
-def xai_fn(case: Case, method: str) -> Callable[[], torch.Tensor]:
-    options = {"batch_size": SCORECAM_BATCH, **SCORECAM_OPTIONS} if method == "scorecam" else {}
+def xai_fn(case: Case, method: str, fixed: bool = False) -> Callable[[], torch.Tensor]:
+    options = dict(SCORECAM_OPTIONS) if method == "scorecam" else {}
+    if fixed:
+        options["batch_size"] = SCORECAM_FIXED
     explainer = xai.explainer(case.model, method, case.layer, **options)
     return lambda: explainer(case.x, case.targets).maps
 
 
 PEER_METHODS = {
-    "torchcam": METHODS,
-    "captum": ("gradcam",),  # captum has no Grad-CAM++ or Score-CAM
+    "torchcam": ("gradcam", "gradcam++", "scorecam"),
+    "captum": ("gradcam",),  # captum has no Grad-CAM++, Score-CAM or Ablation-CAM
     "pytorch-grad-cam": METHODS,
+    "xai-fixed": ("scorecam",),
 }
 
 
@@ -120,11 +126,10 @@ def peer_fn(peer: str, case: Case, method: str) -> Callable[[], torch.Tensor]:
         import torchcam.methods as tc
 
         cls = {"gradcam": tc.GradCAM, "gradcam++": tc.GradCAMpp, "scorecam": tc.ScoreCAM}[method]
-        kw = {"batch_size": SCORECAM_BATCH} if method == "scorecam" else {}
 
         def torchcam_call() -> torch.Tensor:
             shape = tuple(case.x.shape[1:])
-            with cls(case.model, target_layer=case.layer, input_shape=shape, **kw) as extractor:
+            with cls(case.model, target_layer=case.layer, input_shape=shape) as extractor:
                 scores = case.model(case.x)
                 maps = extractor(case.targets, scores, normalized=False)[0]
             return finish(maps, size)
@@ -147,15 +152,17 @@ def peer_fn(peer: str, case: Case, method: str) -> Callable[[], torch.Tensor]:
             "gradcam": pgc.GradCAM,
             "gradcam++": pgc.GradCAMPlusPlus,
             "scorecam": pgc.ScoreCAM,
+            "ablationcam": pgc.AblationCAM,
         }[method]
         targets = [ClassifierOutputTarget(t) for t in case.targets]
 
         def pgc_call() -> torch.Tensor:
-            with cls(model=case.model, target_layers=[module]) as cam:
-                cam.batch_size = SCORECAM_BATCH
+            with cls(model=case.model, target_layers=[module]) as cam:  # its defaults
                 return torch.from_numpy(cam(input_tensor=case.x, targets=targets))
 
         return pgc_call
+    if peer == "xai-fixed":
+        return xai_fn(case, method, fixed=True)
     raise ValueError(peer)
 
 
@@ -167,7 +174,7 @@ def available_peers() -> list[str]:
         except Exception:  # torchvision's import error, a missing package
             continue
         found.append(peer)
-    return found
+    return [*found, "xai-fixed"]
 
 
 # ------------------------------------------------------------------------- timing
@@ -216,15 +223,16 @@ def memory(case_name: str, method: str, impl: str) -> float | None:
 
 
 def is_heavy(key: str, method: str) -> bool:
-    """Score-CAM on a ResNet: N x C masked passes (C = 512 or 2048), minutes per call."""
-    return method == "scorecam" and key.startswith("resnet")
+    """Score-CAM on a ResNet: N x C masked passes (C = 512 or 2048), minutes per call;
+    pytorch-grad-cam's Ablation-CAM on a ResNet runs the whole network C times."""
+    return method in ("scorecam", "ablationcam") and key.startswith("resnet")
 
 
 def heavy_skipped(case: Case, method: str, forward_s: float, everything: bool) -> str | None:
     """Score-CAM on a ResNet needs N x C masked passes (C = 512 or 2048 channels): minutes
-    to hours on two cores. Only ResNet-18 at batch 1 runs by default; the rest get an
-    estimate, C times the plain forward pass of the batch."""
-    if not is_heavy(case.key, method) or everything or case.key == "resnet18-b1":
+    to hours on two cores. Only batch 1 runs by default; the rest get an estimate, C times
+    the plain forward pass of the batch."""
+    if not is_heavy(case.key, method) or everything or case.key.endswith("-b1"):
         return None
     channels = case.model.fc.in_features
     minutes = channels * forward_s / 60

@@ -97,6 +97,19 @@ def test_bench_peers_runs_and_captum_agrees():
         assert float(cells[(method, "xai")][2]) > 0
     # captum's LayerGradCam, finished by the same resize and min-max, gives our maps
     assert cells[("gradcam", "captum")][6].startswith("yes ("), cells[("gradcam", "captum")]
+    # Score-CAM's automatic chunk size gives the maps of a fixed chunk of 64
+    assert cells[("scorecam", "xai-fixed")][6].startswith("yes ("), cells[("scorecam", "xai-fixed")]
+    assert float(cells[("ablationcam", "xai")][2]) > 0
+
+
+@pytest.mark.slow
+def test_bench_new_methods_quick_prints_every_row():
+    out = _run("benchmarks/bench_new_methods.py", "--quick")
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ")]
+    ours = {r[1].strip(): float(r[3]) for r in rows[2:] if r[2].strip() == "xai"}
+    expected = {"gradcam-elementwise", "fullgrad", "gradcam aug_smooth", "iscam (4 steps)"}
+    assert expected <= set(ours)
+    assert all(t > 0 for t in ours.values())
 
 
 def test_bench_peers_memory_worker_reports_a_peak():

@@ -286,7 +286,7 @@ def test_constant_and_duplicate_channels_cost_no_extra_pass(method, options, per
 class _Wide(nn.Module):
     """One conv of many channels: enough masked inputs for the chunk-size trial."""
 
-    def __init__(self, channels: int = 160) -> None:
+    def __init__(self, channels: int = 320) -> None:
         super().__init__()
         torch.manual_seed(3)
         self.conv = nn.Conv2d(3, channels, 3, padding=1)
@@ -304,6 +304,8 @@ def test_batch_size_none_times_candidates_then_remembers_per_model():
     auto = xai.explain(model, x, "scorecam", batch_size=None, **options)
     chosen = _masked_scores.chosen_chunk(model, x)
     assert chosen in _masked_scores.CANDIDATES
+    plan = _masked_scores.chosen_plan(model, x)
+    assert plan is not None and plan[0] == chosen and isinstance(plan[1], bool)  # the layout
     assert _masked_scores.chosen_chunk(model, x[:, :, :3]) is None  # per input shape
     assert _masked_scores.chosen_chunk(model, x.double()) is None  # per dtype
     # The next call uses the remembered size: every masked chunk but the last has it.
@@ -313,7 +315,7 @@ def test_batch_size_none_times_candidates_then_remembers_per_model():
         again = xai.explain(model, x, "scorecam", batch_size=None, **options)
     finally:
         handle.remove()
-    assert rows[0] == len(x) and sum(rows[1:]) == 4 * 160
+    assert rows[0] == len(x) and sum(rows[1:]) == 4 * 320
     assert all(r == chosen for r in rows[1:-1])
     fixed = xai.explain(model, x, "scorecam", batch_size=64, **options)
     torch.testing.assert_close(auto.raw, fixed.raw, rtol=1e-6, atol=1e-6)
@@ -347,3 +349,21 @@ def test_iscam_has_no_seed_and_sscam_has_one():
     with pytest.raises(TypeError, match="unknown option"):
         xai.explainer(Degenerate(), "iscam", seed=1)
     assert xai.explainer(Degenerate(), "sscam", seed=1).seed == 1
+
+
+class _Viewing(_Wide):
+    """Calls ``view`` on its input, which a channels-last tensor refuses."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x.view(len(x), -1)
+        return super().forward(x)
+
+
+def test_a_model_refusing_channels_last_inputs_is_timed_on_contiguous_ones_only():
+    model = _Viewing().eval()
+    x = torch.rand(4, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    options = {"layer": "conv", "target": 2, "softmax": False, "baseline": None}
+    auto = xai.explain(model, x, "scorecam", batch_size=None, **options)
+    assert _masked_scores.chosen_plan(model, x) == (_masked_scores.chosen_chunk(model, x), False)
+    fixed = xai.explain(model, x, "scorecam", batch_size=64, **options)
+    torch.testing.assert_close(auto.raw, fixed.raw, rtol=1e-6, atol=1e-6)

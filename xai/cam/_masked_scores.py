@@ -21,10 +21,14 @@ Work that cannot change the result is skipped:
 
 ``batch_size=None`` chooses the chunk size: the first chunks of the real work are timed
 at a few sizes (``CANDIDATES``, each after one untimed warm-up chunk, and bounded by
-``MEMORY_CAP`` bytes of perturbed inputs and by half the work), the size whose fastest
-timed chunk took the least time per input is kept for the rest, and, when every
-candidate was timed, remembered per model (weakly) and per input shape, dtype and
-device. The result does not depend on the chunk size.
+``MEMORY_CAP`` bytes of perturbed inputs and by half the work), for images in both
+memory layouts, contiguous and channels-last (``torch.channels_last``: the model is not
+touched, only the perturbed inputs are laid out so; on a CPU a ResNet-50 runs 10-20 %
+faster per image on them at a chunk of 4 to 16; a model that refuses such inputs, e.g.
+one calling ``view`` on them, is simply not run on them again). The size and layout
+whose fastest timed chunk took the least time per input are kept for the rest and, when
+every candidate was timed, remembered per model (weakly) and per input shape, dtype and
+device. The result does not depend on the chunk size or layout beyond float rounding.
 """
 
 from __future__ import annotations
@@ -43,7 +47,15 @@ from torch import nn
 from xai.core.maps import minmax, upsample
 from xai.core.targets import ResolvedTarget
 
-__all__ = ["CANDIDATES", "MEMORY_CAP", "MaskStats", "Perturbation", "chosen_chunk", "mask_scores"]
+__all__ = [
+    "CANDIDATES",
+    "MEMORY_CAP",
+    "MaskStats",
+    "Perturbation",
+    "chosen_chunk",
+    "chosen_plan",
+    "mask_scores",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +66,7 @@ MEMORY_CAP = 256 * 2**20
 #: Each candidate is timed on at least this many inputs (after its warm-up chunk).
 TRIAL_INPUTS = 32
 
-_chosen: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], int]] = (
+_chosen: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], tuple[int, bool]]] = (
     weakref.WeakKeyDictionary()
 )
 _chosen_lock = threading.Lock()
@@ -87,11 +99,19 @@ class MaskStats:
     duplicate: int  # channels whose map equals another non-constant channel's
     inputs: int  # perturbed inputs run through the model
     chunk: int  # the chunk size used for the bulk of them
+    channels_last: bool  # whether the bulk ran in the channels-last layout
 
 
 def chosen_chunk(model: nn.Module, x: torch.Tensor) -> int | None:
     """The chunk size ``batch_size=None`` has settled on for ``model`` and inputs like
     ``x``, or ``None`` if none was measured yet."""
+    plan = chosen_plan(model, x)
+    return None if plan is None else plan[0]
+
+
+def chosen_plan(model: nn.Module, x: torch.Tensor) -> tuple[int, bool] | None:
+    """``(chunk size, channels_last)`` as ``batch_size=None`` settled on them for
+    ``model`` and inputs like ``x``, or ``None`` if not measured yet."""
     with _chosen_lock:
         return _chosen.get(model, {}).get(_key(x))
 
@@ -158,7 +178,7 @@ def mask_scores(
             counts.append(1 if perturbation.zero_is_blank else variants)
 
     scores = torch.zeros(len(owners), dtype=torch.float64)
-    chunk = 0
+    chunk, layout = 0, False
     if owners:
         maps = torch.cat(bank).reshape(-1, A.shape[2], A.shape[3])
         owner = torch.tensor(owners, dtype=torch.int64)
@@ -168,7 +188,7 @@ def mask_scores(
         job_variant = torch.arange(len(job_entry)) - first[job_entry]
         job_scores = torch.empty(len(job_entry), dtype=torch.float64)
 
-        def evaluate(start: int, stop: int) -> None:
+        def evaluate(start: int, stop: int, channels_last: bool) -> None:
             entries = job_entry[start:stop]
             ids, inverse = torch.unique_consecutive(entries, return_inverse=True)
             masks = minmax(upsample(maps[ids.to(maps.device)], (height, width)))
@@ -177,12 +197,14 @@ def mask_scores(
             inputs = perturbation.make(
                 x[rows.to(x.device)], masks, job_variant[start:stop].to(x.device)
             )
+            if channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
             out = model(inputs)
             chunk_scores = target.scores(out, rows, softmax=softmax)
             job_scores[start:stop] = chunk_scores.detach().double().cpu()
 
         per_input = x[0].numel() * x.element_size()
-        chunk = _run_chunks(evaluate, len(job_entry), batch_size, model, x, per_input)
+        chunk, layout = _run_chunks(evaluate, len(job_entry), batch_size, model, x, per_input)
         scores.index_add_(0, job_entry, job_scores)
         scores /= count.double()
 
@@ -197,65 +219,79 @@ def mask_scores(
         duplicate=duplicate_total,
         inputs=int(count.sum()) if owners else 0,
         chunk=chunk,
+        channels_last=layout,
     )
     logger.debug("mask_scores: %s", stats)
     return weights.float(), stats
 
 
 def _run_chunks(
-    evaluate: Callable[[int, int], None],
+    evaluate: Callable[[int, int, bool], None],
     total: int,
     batch_size: int | None,
     model: nn.Module,
     x: torch.Tensor,
     per_input: int,
-) -> int:
-    """Evaluate jobs ``0..total-1`` in chunks; return the chunk size used for the bulk."""
+) -> tuple[int, bool]:
+    """Evaluate jobs ``0..total-1`` in chunks; return the chunk size and layout used for
+    the bulk."""
     position = 0
 
-    def step(size: int) -> None:
+    def step(size: int, channels_last: bool) -> None:
         nonlocal position
         stop = min(position + size, total)
-        evaluate(position, stop)
+        evaluate(position, stop, channels_last)
         position = stop
 
-    size = batch_size if batch_size is not None else chosen_chunk(model, x)
-    if size is None:
-        size = _explore(step, total, max(per_input, 1))
-        if size < 0:  # measured every candidate: remember the choice
-            size = -size
+    plan: tuple[int, bool] | None
+    plan = (batch_size, False) if batch_size is not None else chosen_plan(model, x)
+    if plan is None:
+        layouts = (False, True) if x.ndim == 4 else (False,)
+        plan, complete = _explore(step, total, max(per_input, 1), layouts)
+        if complete:  # measured every candidate: remember the choice
             with _chosen_lock:
-                _chosen.setdefault(model, {})[_key(x)] = size
+                _chosen.setdefault(model, {})[_key(x)] = plan
+    size, channels_last = plan
     while position < total:
-        step(size)
-    return size
+        step(size, channels_last)
+    return size, channels_last
 
 
-def _explore(step: Callable[[int], None], total: int, per_input: int) -> int:
-    """Time the first chunks at each candidate size; the fastest per input, negated
-    when every candidate was measured (the caller then caches it)."""
+def _explore(
+    step: Callable[[int, bool], None], total: int, per_input: int, layouts: tuple[bool, ...]
+) -> tuple[tuple[int, bool], bool]:
+    """Time the first chunks at each candidate size and layout; return the fastest per
+    input, and whether every candidate was measured (the caller then caches it)."""
     cap = max(1, MEMORY_CAP // per_input)
     candidates = [c for c in CANDIDATES if c <= cap] or [cap]
-    plan: list[tuple[int, int]] = []
+    wanted = [(size, layout) for layout in layouts for size in candidates]
+    plan: list[tuple[int, bool, int]] = []
     planned = 0
-    for size in candidates:
+    for size, layout in wanted:
         repeats = -(-TRIAL_INPUTS // size)
         need = size * (repeats + 1)
         if planned + need > total // 2:
             break
-        plan.append((size, repeats))
+        plan.append((size, layout, repeats))
         planned += need
     if len(plan) < 2:  # too little work to measure: a middle size
-        return candidates[len(candidates) // 2]
-    rates = {}
-    for size, repeats in plan:
-        step(size)  # warm-up, not timed
+        return (candidates[len(candidates) // 2], False), False
+    rates: dict[tuple[int, bool], float] = {}
+    for size, layout, repeats in plan:
+        try:
+            step(size, layout)  # warm-up, not timed
+        except RuntimeError:
+            if not layout:
+                raise
+            continue  # the model refuses channels-last inputs: keep to contiguous ones
         fastest = float("inf")
         for _ in range(repeats):
             start = time.perf_counter()
-            step(size)
+            step(size, layout)
             fastest = min(fastest, time.perf_counter() - start)
-        rates[size] = fastest / size  # the fastest chunk: robust to a busy machine
+        rates[(size, layout)] = fastest / size  # the fastest chunk: robust to a busy machine
     best = min(rates, key=rates.__getitem__)
-    logger.debug("mask_scores: seconds per input by chunk size %s; chose %d", rates, best)
-    return -best if len(plan) == len(candidates) else best
+    logger.debug(
+        "mask_scores: seconds per input by (chunk, channels_last) %s; chose %s", rates, best
+    )
+    return best, len(plan) == len(wanted)
