@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = (
     "bench_cam.py",
     "bench_peers.py",
+    "bench_new_methods.py",
     "bench_vit.py",
     "bench_shapley.py",
     "bench_dataset.py",

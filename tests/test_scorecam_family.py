@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import time
 
 import pytest
 import torch
@@ -367,3 +368,26 @@ def test_a_model_refusing_channels_last_inputs_is_timed_on_contiguous_ones_only(
     assert _masked_scores.chosen_plan(model, x) == (_masked_scores.chosen_chunk(model, x), False)
     fixed = xai.explain(model, x, "scorecam", batch_size=64, **options)
     torch.testing.assert_close(auto.raw, fixed.raw, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("cost", "tried", "chosen"),
+    [
+        # a CPU: per-input cost falls, then rises; sizes past the rise are never run
+        ({4: 2e-4, 8: 1e-4, 16: 8e-4, 32: 1e-5, 64: 1e-5}, [4, 8, 16], 8),
+        # a GPU: it keeps falling, every size is tried
+        ({4: 8e-4, 8: 4e-4, 16: 2e-4, 32: 1e-4, 64: 5e-5}, [4, 8, 16, 32, 64], 64),
+    ],
+)
+def test_chunk_search_stops_past_the_best_size(cost, tried, chosen):
+    # A step that sleeps its cost per input: the search's choices depend only on the
+    # ratios (4x and more), not on the machine's speed.
+    sizes: list[int] = []
+
+    def step(size: int, channels_last: bool) -> None:
+        sizes.append(size)
+        time.sleep(cost[size] * size)
+
+    plan, finished = _masked_scores._explore(step, 100_000, 1, (False,))
+    assert plan == (chosen, False) and finished
+    assert sorted(set(sizes)) == tried

@@ -27,8 +27,13 @@ touched, only the perturbed inputs are laid out so; on a CPU a ResNet-50 runs 10
 faster per image on them at a chunk of 4 to 16; a model that refuses such inputs, e.g.
 one calling ``view`` on them, is simply not run on them again). The size and layout
 whose fastest timed chunk took the least time per input are kept for the rest and, when
-every candidate was timed, remembered per model (weakly) and per input shape, dtype and
-device. The result does not depend on the chunk size or layout beyond float rounding.
+the search finished, remembered per model (weakly) and per input shape, dtype and
+device. Per layout the sizes are tried smallest first and the larger ones left out once
+one is ``PRUNE`` times slower per input than the best so far, so that little of the real
+work runs at a CPU's slow large chunks. The result does not depend on the chunk size or
+layout beyond float rounding. The callers may run the inputs through a copy of the
+model with its batch norms folded into the convolutions (``runner``; the same function,
+see ``xai.core.fold``).
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ CANDIDATES: tuple[int, ...] = (4, 8, 16, 32, 64)
 MEMORY_CAP = 256 * 2**20
 #: Each candidate is timed on at least this many inputs (after its warm-up chunk).
 TRIAL_INPUTS = 32
+#: Larger sizes of a layout are not tried once one is this much slower than its best.
+PRUNE = 1.15
 
 _chosen: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], tuple[int, bool]]] = (
     weakref.WeakKeyDictionary()
@@ -130,6 +137,7 @@ def mask_scores(
     softmax: bool,
     batch_size: int | None,
     blank: torch.Tensor | None = None,
+    runner: nn.Module | None = None,
 ) -> tuple[torch.Tensor, MaskStats]:
     """(N, C) float32: per sample n and channel k, the mean over the variants v of the
     target's score of ``perturbation.make(X_n, H^k_n, v)``.
@@ -143,7 +151,11 @@ def mask_scores(
         softmax: score with probabilities where the target has them.
         batch_size: inputs per forward pass, or ``None`` to choose (see the module doc).
         blank: (N,) scores of the all-zero image, if the caller has them.
+        runner: the module that runs the perturbed inputs, if not ``model`` itself (the
+            same function: ``xai.core.fold.folded(model, ...)``); ``model`` stays the key
+            of the remembered chunk size.
     """
+    runner = model if runner is None else runner
     n, k = A.shape[:2]
     height, width = int(x.shape[2]), int(x.shape[3])
     variants = perturbation.variants
@@ -199,7 +211,7 @@ def mask_scores(
             )
             if channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
-            out = model(inputs)
+            out = runner(inputs)
             chunk_scores = target.scores(out, rows, softmax=softmax)
             job_scores[start:stop] = chunk_scores.detach().double().cpu()
 
@@ -248,7 +260,7 @@ def _run_chunks(
     if plan is None:
         layouts = (False, True) if x.ndim == 4 else (False,)
         plan, complete = _explore(step, total, max(per_input, 1), layouts)
-        if complete:  # measured every candidate: remember the choice
+        if complete:  # the search finished: remember the choice
             with _chosen_lock:
                 _chosen.setdefault(model, {})[_key(x)] = plan
     size, channels_last = plan
@@ -261,37 +273,53 @@ def _explore(
     step: Callable[[int, bool], None], total: int, per_input: int, layouts: tuple[bool, ...]
 ) -> tuple[tuple[int, bool], bool]:
     """Time the first chunks at each candidate size and layout; return the fastest per
-    input, and whether every candidate was measured (the caller then caches it)."""
+    input, and whether the search finished (the caller then caches it).
+
+    Per layout the sizes are tried smallest first, and the larger ones are left out once
+    a size is ``PRUNE`` times slower per input than the best size of that layout so far
+    (the cost per input of a network is unimodal in the chunk size in practice: falling
+    while the hardware fills, rising once caches overflow), so that little of the real
+    work runs at the slow sizes of a CPU. A GPU, whose cost keeps falling, tries them all.
+    """
     cap = max(1, MEMORY_CAP // per_input)
     candidates = [c for c in CANDIDATES if c <= cap] or [cap]
-    wanted = [(size, layout) for layout in layouts for size in candidates]
-    plan: list[tuple[int, bool, int]] = []
-    planned = 0
-    for size, layout in wanted:
-        repeats = -(-TRIAL_INPUTS // size)
-        need = size * (repeats + 1)
-        if planned + need > total // 2:
-            break
-        plan.append((size, layout, repeats))
-        planned += need
-    if len(plan) < 2:  # too little work to measure: a middle size
+    smallest = -(-TRIAL_INPUTS // candidates[0]) + 1
+    if candidates[0] * smallest * 2 > total // 2:  # too little work to measure
         return (candidates[len(candidates) // 2], False), False
     rates: dict[tuple[int, bool], float] = {}
-    for size, layout, repeats in plan:
-        try:
-            step(size, layout)  # warm-up, not timed
-        except RuntimeError:
-            if not layout:
-                raise
-            continue  # the model refuses channels-last inputs: keep to contiguous ones
-        fastest = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            step(size, layout)
-            fastest = min(fastest, time.perf_counter() - start)
-        rates[(size, layout)] = fastest / size  # the fastest chunk: robust to a busy machine
-    best = min(rates, key=rates.__getitem__)
+    planned = 0
+    finished = True
+    for layout in layouts:
+        best = float("inf")
+        for size in candidates:
+            repeats = -(-TRIAL_INPUTS // size)
+            need = size * (repeats + 1)
+            if planned + need > total // 2:
+                finished = False
+                break
+            planned += need
+            try:
+                step(size, layout)  # warm-up, not timed
+            except RuntimeError:
+                if not layout:
+                    raise
+                break  # the model refuses channels-last inputs: keep to contiguous ones
+            fastest = float("inf")
+            for _ in range(repeats):
+                start = time.perf_counter()
+                step(size, layout)
+                fastest = min(fastest, time.perf_counter() - start)
+            rate = fastest / size  # the fastest chunk: robust to a busy machine
+            rates[(size, layout)] = rate
+            if rate > PRUNE * best:
+                break  # past the best size of this layout
+            best = min(best, rate)
+        if not finished:
+            break
+    best_plan = min(rates, key=rates.__getitem__)
     logger.debug(
-        "mask_scores: seconds per input by (chunk, channels_last) %s; chose %s", rates, best
+        "mask_scores: seconds per input by (chunk, channels_last) %s; chose %s",
+        rates,
+        best_plan,
     )
-    return best, len(plan) == len(wanted)
+    return best_plan, finished

@@ -62,6 +62,8 @@ class ISCAM(ScoreCAM):
             baseline pass; with ``channel_softmax`` it cannot change the map).
         channel_softmax: the softmax over the channels (default ``True``, as torchcam);
             ``False`` uses $\alpha^c_k$ as they are.
+        fold_batchnorm: run the perturbed inputs through a copy with batch norms folded
+            into their convolutions (default ``True``; see ``ScoreCAM``).
 
     Cost: ``N * C * num_samples`` forward passes (C = the layer's channels), chunked;
     channels of a sample with equal maps share theirs, and all its channels with a
@@ -88,6 +90,7 @@ class ISCAM(ScoreCAM):
         softmax: bool = False,
         baseline: float | None = None,
         channel_softmax: bool = True,
+        fold_batchnorm: bool = True,
         fuse: str = "mean",
         eigen_smooth: bool = False,
         aug_smooth: bool = False,
@@ -101,6 +104,7 @@ class ISCAM(ScoreCAM):
             softmax=softmax,
             baseline=baseline,
             channel_softmax=channel_softmax,
+            fold_batchnorm=fold_batchnorm,
             fuse=fuse,
             eigen_smooth=eigen_smooth,
             aug_smooth=aug_smooth,

@@ -19,6 +19,7 @@ from torch import nn
 from xai.cam._masked_scores import Perturbation, mask_scores
 from xai.cam.base import BaseCAM, LayerArg
 from xai.core.capture import capture
+from xai.core.fold import folded
 from xai.core.layers import LayerRef
 from xai.core.reshape import ReshapeLike
 from xai.core.targets import ResolvedTarget, TargetLike, resolve_target
@@ -62,6 +63,12 @@ class ScoreCAM(BaseCAM):
             $\alpha^c_k \leftarrow e^{\alpha^c_k} / \sum_j e^{\alpha^c_j}$, as the
             paper's Algorithm 1, torchcam and pytorch-grad-cam do (with ``softmax=False``,
             on logits). The weights then sum to one and no longer depend on the baseline.
+        fold_batchnorm: run the masked images through a copy of the model with each
+            evaluation-mode batch norm folded into the convolution before it (the same
+            function, about 13 % faster on a ResNet-50; see ``xai.core.fold``). The copy
+            is used only when it is certainly the same function: the model traces with
+            ``torch.fx``, has no hooks, and the copy's output on the image equals the
+            model's to float rounding. ``False``: always the model itself.
 
     Cost: ``N * C`` extra forward passes (C = the layer's channels), chunked, plus one
     for the baseline. Passes that cannot change the result are skipped: a channel whose
@@ -78,6 +85,7 @@ class ScoreCAM(BaseCAM):
         "softmax": [Boolean()],
         "baseline": [Real(), NoneValue()],
         "channel_softmax": [Boolean()],
+        "fold_batchnorm": [Boolean()],
     }
 
     def __init__(
@@ -91,6 +99,7 @@ class ScoreCAM(BaseCAM):
         softmax: bool = True,
         baseline: float | None = 0.0,
         channel_softmax: bool = False,
+        fold_batchnorm: bool = True,
         fuse: str = "mean",
         eigen_smooth: bool = False,
         aug_smooth: bool = False,
@@ -108,11 +117,13 @@ class ScoreCAM(BaseCAM):
         self.softmax: bool
         self.baseline: float | None
         self.channel_softmax: bool
+        self.fold_batchnorm: bool
         self._set(
             batch_size=batch_size,
             softmax=softmax,
             baseline=baseline,
             channel_softmax=channel_softmax,
+            fold_batchnorm=fold_batchnorm,
         )
 
     def _perturbation(self, x: torch.Tensor) -> Perturbation:
@@ -143,6 +154,7 @@ class ScoreCAM(BaseCAM):
                 softmax=self.softmax,
                 batch_size=self.batch_size,
                 blank=base if self.baseline == 0.0 else None,
+                runner=folded(self.model, x, output) if self.fold_batchnorm else None,
             )
             if base is not None:
                 weights -= base[:, None]

@@ -72,6 +72,8 @@ class SSCAM(ScoreCAM):
             baseline pass; with ``channel_softmax`` it cannot change the map).
         channel_softmax: the softmax over the channels (default ``True``, as torchcam
             and the paper's Score-CAM algorithm); ``False`` uses $\alpha^c_k$ as they are.
+        fold_batchnorm: run the perturbed inputs through a copy with batch norms folded
+            into their convolutions (default ``True``; see ``ScoreCAM``).
 
     Cost: ``N * C * num_samples`` noised forward passes (C = the layer's channels),
     chunked; channels of a sample with equal maps share theirs, and all its channels
@@ -102,6 +104,7 @@ class SSCAM(ScoreCAM):
         softmax: bool = False,
         baseline: float | None = None,
         channel_softmax: bool = True,
+        fold_batchnorm: bool = True,
         fuse: str = "mean",
         eigen_smooth: bool = False,
         aug_smooth: bool = False,
@@ -115,6 +118,7 @@ class SSCAM(ScoreCAM):
             softmax=softmax,
             baseline=baseline,
             channel_softmax=channel_softmax,
+            fold_batchnorm=fold_batchnorm,
             fuse=fuse,
             eigen_smooth=eigen_smooth,
             aug_smooth=aug_smooth,
