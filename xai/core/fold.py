@@ -59,12 +59,12 @@ def _pairs(graph: fx.Graph, modules: dict[str, nn.Module]) -> list[tuple[fx.Node
     """(conv node, batch-norm node) for each foldable pair."""
     found = []
     for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(modules.get(node.target), _NORMS):
+        if node.op != "call_module" or not isinstance(modules.get(str(node.target)), _NORMS):
             continue
         source = node.args[0] if node.args else None
         if not isinstance(source, fx.Node) or source.op != "call_module":
             continue
-        conv, norm = modules.get(source.target), modules[node.target]
+        conv, norm = modules.get(str(source.target)), modules[str(node.target)]
         if not isinstance(conv, _CONVS) or len(source.users) != 1 or len(node.args) != 1:
             continue
         if conv.training or norm.training or not norm.track_running_stats:
@@ -99,7 +99,8 @@ def folded(model: nn.Module, x: torch.Tensor, output: torch.Tensor) -> nn.Module
         return model
     with torch.no_grad():
         for index, (conv_node, norm_node) in enumerate(pairs):
-            fused = fuse_conv_bn_eval(modules[conv_node.target], modules[norm_node.target])
+            conv, norm = modules[str(conv_node.target)], modules[str(norm_node.target)]
+            fused = fuse_conv_bn_eval(conv, norm)
             name = f"xai_folded_{index}"
             graph_module.add_submodule(name, fused)
             conv_node.target = name
