@@ -155,8 +155,13 @@ def test_explain_many_images_all_methods_and_a_named_target(tmp_path, files):
         "0.3",
     )
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["7-sneaker.png", "8-bag.png", "wide.jpg"]
-    for folder in out.iterdir():
+    assert sorted(p.name for p in out.iterdir()) == [
+        "7-sneaker.png",
+        "8-bag.png",
+        "index.html",  # the run's page (tests/test_page.py)
+        "wide.jpg",
+    ]
+    for folder in (p for p in out.iterdir() if p.is_dir()):
         manifest = json.loads((folder / "manifest.json").read_text())
         entries = {e["method"]: e for e in manifest["explanations"]}
         assert list(entries) == list(xai.methods())

@@ -70,13 +70,13 @@ def test_folder_names_are_unique_and_stable(tmp_path):
     out = tmp_path / "out"
     result = run("explain", src / "x-2.png", src / "x.png", src / "x.jpg", "--out", out)
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["x-2.png", "x.jpg", "x.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "x-2.png", "x.jpg", "x.png"]
     for name in ("x-2.png", "x.jpg", "x.png"):
         manifest = json.loads((out / name / "manifest.json").read_text())
         assert Path(manifest["image"]["path"]).name == name  # each its own image
     alone = tmp_path / "alone"
     assert run("explain", src / "x.png", "--out", alone).returncode == 0
-    assert [p.name for p in alone.iterdir()] == ["x.png"]
+    assert sorted(p.name for p in alone.iterdir()) == ["index.html", "x.png"]
 
 
 def test_two_inputs_that_would_share_a_folder_are_refused_before_writing(tmp_path):
@@ -100,7 +100,7 @@ def test_a_rerun_replaces_each_image_folder_as_a_whole(images, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "(3 replaced an earlier run's folder)" in result.stdout
     assert sorted(p.name for p in out.iterdir()) == before  # no leftovers, no partials
-    for folder in out.iterdir():
+    for folder in (p for p in out.iterdir() if p.name != "index.html"):
         assert whole(folder)
         assert sorted(p.name for p in folder.iterdir()) == [
             "cam_heatmap.png",
@@ -115,7 +115,7 @@ def test_a_rerun_that_fails_while_writing_leaves_old_or_new_folders_never_mixed(
 ):
     out = tmp_path / "out"
     assert main(["explain", str(images), "--method", "gradcam", "--out", str(out), "-q"]) == 0
-    first = {p.name: (p / "manifest.json").read_text() for p in out.iterdir()}
+    first = {p.name: (p / "manifest.json").read_text() for p in out.iterdir() if p.is_dir()}
 
     import xai.cli.explain as explain
 
@@ -140,6 +140,7 @@ def test_a_rerun_that_fails_while_writing_leaves_old_or_new_folders_never_mixed(
         assert (out / name / "manifest.json").read_text() == first[name]
         assert whole(out / name)
     assert sorted(p.name for p in out.iterdir()) == names  # no partial folder left
+    # and no page: the first run's would show folders that changed; this run's is not whole
 
 
 # ------------------------------------------------------------ failures found late
@@ -230,8 +231,8 @@ def test_a_killed_run_leaves_no_half_written_image_folder(tmp_path):
     assert all(whole(folder) for folder in visible)
     # a rerun removes what the kill left (a hidden partial folder) and completes the set
     assert run("explain", src, "--method", "gradcam,cam", "--out", out, "-q").returncode == 0
-    assert len(list(out.iterdir())) == 60
-    assert all(whole(folder) for folder in out.iterdir())
+    assert len(list(out.iterdir())) == 60 + 1  # and the run's index.html
+    assert all(whole(folder) for folder in out.iterdir() if folder.name != "index.html")
 
 
 # ------------------------------------------------------------------ weak maps

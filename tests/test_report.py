@@ -182,11 +182,10 @@ def test_cli_writes_the_report_and_says_so(run, tmp_path, capsys):
         _cli(["report", str(run[0]), "--out", str(out), "--per-class", "2", "--method", "cam"]) == 0
     )
     lines = capsys.readouterr().out.splitlines()
-    assert lines[:3] == [
-        f"wrote {out / name}" for name in ("class_means.png", "confident.png", "summary.json")
-    ]
-    assert len(lines) == 4 and lines[3].startswith(f"report: {N} samples, 3 classes, accuracy")
-    assert lines[3].endswith(f"methods cam -> {out}")
+    names = ("class_means.png", "confident.png", "summary.json", "index.html")
+    assert lines[:4] == [f"wrote {out / name}" for name in names]
+    assert len(lines) == 5 and lines[4].startswith(f"report: {N} samples, 3 classes, accuracy")
+    assert lines[4].endswith(f"methods cam -> {out}")
     assert json.loads((out / "summary.json").read_text())["methods"] == ["cam"]
 
 

@@ -140,16 +140,59 @@ def test_compare_cnn_and_dnn_and_plot_them(tmp_path):
 
 
 def test_progress_bar_in_a_log_writes_one_line_per_epoch():
+    """Not a terminal: nothing while it runs (no carriage returns in a log), then tqdm's
+    one summary line with the count, the unit's rate and the note."""
     stream = io.StringIO()
-    bar = ProgressBar(4, "epoch 1/1", stream=stream)
-    for _ in range(4):
+    bar = ProgressBar(4, "epoch 1/1", stream=stream, unit="batch")
+    for _ in range(3):
         bar.update(1, "loss 1.0")
+    assert stream.getvalue() == ""
+    bar.update(5, "loss 1.0")  # counted up to the total, not past it
     bar.close("done")
-    lines = stream.getvalue().splitlines()
+    text = stream.getvalue()
+    assert "\r" not in text
+    lines = text.splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("epoch 1/1 [")
-    assert "4/4" in lines[0]
-    assert lines[0].endswith("done")
+    assert lines[0].startswith("epoch 1/1: 100%|##########| 4/4 [")
+    assert "batch/s" in lines[0]
+    assert lines[0].endswith(", done]")
+
+
+def test_progress_bar_disabled_writes_nothing_and_a_terminal_gets_tqdm():
+    stream = io.StringIO()
+    bar = ProgressBar(2, "x", stream=stream, enabled=False)
+    bar.update(2)
+    bar.close("done")
+    assert stream.getvalue() == ""
+
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import termios
+
+    main, side = pty.openpty()  # a real terminal, 100 columns wide
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    with open(side, "w", encoding="utf-8", closefd=True) as screen:
+        bar = ProgressBar(2, "epoch 2/5", stream=screen, unit="batch")
+        bar.update(1, "loss 0.7")
+        bar.update(1, "loss 0.5")
+        bar.close("val acc 0.9")
+    written = b""
+    while select.select([main], [], [], 0.5)[0]:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # Linux: the other side is closed and everything was read
+            break
+        if not chunk:
+            break
+        written += chunk
+    os.close(main)
+    drawn = written.decode().replace("\r\n", "\n").split("\r")
+    assert len(drawn) >= 3  # redrawn in place
+    assert "epoch 2/5: 100%" in drawn[-1] and "2/2" in drawn[-1]
+    assert drawn[-1].rstrip().endswith("val acc 0.9]")
 
 
 def _xai() -> str:
@@ -183,6 +226,9 @@ def test_cli_train_writes_weights_and_a_card_that_reload(tmp_path):
     assert card["architecture"]["name"] == "mlp"
     assert card["class_names"][1] == "Trouser"
     assert card["training"]["epochs_run"] <= 2
+    from xai.cli._common import resolve_device
+
+    assert card["training"]["device"] == str(resolve_device("auto"))  # weights saved on CPU
     model = xai.models.build(card["architecture"]["name"], card["architecture"]["config"])
     model.load_state_dict(torch.load(out, weights_only=True))
     images, labels = patterns(5, 1)

@@ -15,12 +15,102 @@ if TYPE_CHECKING:
 
     from xai.models.loading import LoadedModel
 
-__all__ = ["add_model_options", "input_size", "load", "parse_bytes", "parse_size"]
+__all__ = [
+    "HelpFormatter",
+    "add_device_option",
+    "add_model_options",
+    "choose_device",
+    "input_size",
+    "load",
+    "parse_bytes",
+    "parse_size",
+    "resolve_device",
+]
 
 _DEFAULT_MAX_BYTES = 4 << 30  # xai.models.loading.DEFAULT_MAX_BYTES (torch not imported here)
 _MAX_CONFIG_BYTES = 16 << 20  # a --config file is a small JSON object
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+
+#: The height and width tried where no image gives one (``xai layers``, ``xai classes``)
+#: for a model that says its channels (its first convolution) but not its input size.
+PROBE_SIZE = (224, 224)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The commands' help: the description and examples as written, and each option's
+    default, ``(default: X)``, unless its help says it already or it has none (an unset
+    value, an off switch)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        shown = action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)
+        unset = default is None or default is False or default == argparse.SUPPRESS
+        if shown and not unset and "default" not in text.lower():
+            text += " (default: %(default)s)"
+        return text
+
+
+#: ``--device`` values: ``auto`` picks CUDA, else MPS (Apple), else the CPU.
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device auto|cpu|cuda|mps`` (``cuda:N`` too); ``resolve_device`` reads it."""
+    parser.add_argument(
+        "--device",
+        default="auto",
+        metavar="{auto,cpu,cuda,mps}",
+        type=_device_name,
+        help="where the model runs: auto picks CUDA if available, else MPS, else the CPU; "
+        "cuda:N picks one GPU (default: auto)",
+    )
+
+
+def _device_name(text: str) -> str:
+    name = text.strip().lower()
+    if name in DEVICES or re.fullmatch(r"cuda:\d+", name):
+        return name
+    raise argparse.ArgumentTypeError(
+        f"expected one of {', '.join(DEVICES)} (or cuda:N, such as cuda:1); got {text!r}"
+    )
+
+
+def choose_device(name: str, *, cuda: bool, mps: bool) -> str:
+    """The device ``--device name`` means, given what this machine has (a pure decision):
+    ``auto`` is ``cuda`` if available, else ``mps``, else ``cpu``; an explicit name is
+    kept. Whether that device exists is ``resolve_device``'s check."""
+    if name != "auto":
+        return name
+    return "cuda" if cuda else "mps" if mps else "cpu"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``--device`` -> a ``torch.device`` present on this machine, or one line saying what
+    is missing and the fix (``XAIValueError``: exit status 2)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    mps_backend = getattr(torch.backends, "mps", None)
+    mps = bool(mps_backend is not None and mps_backend.is_available())
+    chosen = choose_device(name, cuda=cuda, mps=mps)
+    if chosen.startswith("cuda"):
+        count = torch.cuda.device_count() if cuda else 0
+        index = int(chosen.partition(":")[2] or 0)
+        if index >= count:
+            have = f"{count} CUDA device{'s' if count != 1 else ''}" if count else "no CUDA device"
+            build = torch.version.cuda or "none: a CPU-only build"
+            raise XAIValueError(
+                f"--device {name}: this machine has {have} (torch {torch.__version__}, "
+                f"CUDA {build}); use --device cpu, or auto to take the best one present"
+            )
+    if chosen == "mps" and not mps:
+        raise XAIValueError(
+            f"--device {name}: MPS (Apple's GPU) is not available here (torch "
+            f"{torch.__version__}); use --device cpu, or auto to take the best one present"
+        )
+    return torch.device(chosen)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -28,12 +118,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--model",
         metavar="SPEC",
-        help="builtin:NAME (default builtin:fashion-mnist), a state_dict or TorchScript "
-        "file, or package.module:factory / file.py:factory for your own code",
+        help="the trained model to use: builtin:NAME (default builtin:fashion-mnist), a "
+        "state_dict or TorchScript file, or package.module:factory / file.py:factory for "
+        "your own code (`xai train --model` instead names an architecture to train)",
     )
     group.add_argument(
         "--arch",
-        help="built-in architecture for a state_dict file without a model card (gapcnn, mlp)",
+        help="built-in architecture (gapcnn, mlp) for a state_dict file without a model "
+        "card; not needed when its card (FILE.json, as `xai train` writes) is beside it",
     )
     group.add_argument(
         "--config",
@@ -44,7 +136,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--input-size",
         metavar="C,H,W",
         type=parse_size,
-        help="the input the model takes, when neither the model nor its card says",
+        help="the input the model takes, when neither the model nor its card says it; "
+        "without it, explain takes each image's own size and layers and classes try "
+        f"{PROBE_SIZE[0]}x{PROBE_SIZE[1]} at the first convolution's channels, so it is "
+        "needed only for a model that refuses those (or a folder in explain-dataset)",
     )
     group.add_argument(
         "--trust-pickle",
@@ -121,16 +216,22 @@ def _config(text: str | None) -> dict[str, Any] | None:
 
 
 def load(args: argparse.Namespace) -> LoadedModel:
-    """The model the options name."""
+    """The model the options name; with a ``--device`` option (``add_device_option``), on
+    that device (checked before the model is read), recorded in ``details["device"]``."""
     from xai.models.loading import load_model
 
-    return load_model(
+    device = resolve_device(args.device) if getattr(args, "device", None) else None
+    loaded = load_model(
         args.model,
         arch=args.arch,
         config=_config(args.config),
         trust_pickle=args.trust_pickle,
         max_bytes=getattr(args, "max_model_size", _DEFAULT_MAX_BYTES),
     )
+    if device is not None:
+        loaded.model.to(device)
+        loaded.details["device"] = str(device)
+    return loaded
 
 
 def input_size(
@@ -151,12 +252,17 @@ def input_size(
 
 
 def dummy_input(loaded: LoadedModel, override: tuple[int, int, int] | None) -> torch.Tensor:
-    """A zero batch of one input of the model's size, for tracing its layers."""
+    """A zero batch of one input of the model's size, for tracing its layers: the option,
+    else the model's own size, else ``PROBE_SIZE`` at its first convolution's channels."""
     import torch
 
     channels, size = input_size(loaded, override)
-    if channels is None or size is None:
-        raise XAIValueError(f"the input size of {loaded.spec} is unknown; pass --input-size C,H,W")
+    if channels is None:
+        raise XAIValueError(
+            f"the input size of {loaded.spec} is unknown: it says no input size and has no "
+            f"convolution to take the channels from; pass --input-size C,H,W"
+        )
+    size = size or PROBE_SIZE
     from xai.core.inputs import prepare_inputs
 
     return prepare_inputs(loaded.model, torch.zeros(1, channels, *size))

@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xai import registry
-from xai.cli._common import add_model_options, input_size, load
+from xai.cli._common import (
+    HelpFormatter,
+    add_device_option,
+    add_model_options,
+    input_size,
+    load,
+)
 from xai.cli._folders import folder_names, write_folder
 from xai.cli._output import Item, Result, table, versions, write_item
 from xai.core.errors import XAIValueError
@@ -49,8 +55,10 @@ EXAMPLES = """examples:
 
 Per image it writes OUT/NAME/: METHOD_overlay.png, METHOD_heatmap.png, METHOD_raw.npy
 (the map before resizing and normalisation), comparison.png (several methods) and
-manifest.json. Images are converted to the model's channels and size; pictures drawn
-dark on light need --invert for MNIST-family models, which saw light on black.
+manifest.json; OUT/index.html shows the run's images, predictions and maps in a browser
+(offline: it links only the files beside it). Images are converted to the model's
+channels and size; pictures drawn dark on light need --invert for MNIST-family models,
+which saw light on black.
 """
 
 
@@ -61,14 +69,14 @@ def add_parser(commands: Any) -> None:
         description="Explain why the model classifies each image as it does, with CAM, "
         "the Grad-CAM family or any method listed by `xai methods`.",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG files, folders or globs")
     p.add_argument(
         "--method",
         "-m",
         default="gradcam",
-        help="a method (default gradcam), several separated by commas, or 'all'",
+        help="a method, several separated by commas, or 'all'",
     )
     p.add_argument(
         "--layer",
@@ -101,9 +109,15 @@ def add_parser(commands: Any) -> None:
         default="top1",
         help="top1 (each image's predicted class, the default), a class index or name",
     )
-    p.add_argument("--out", "-o", type=Path, default=Path("xai-out"), help="output folder")
+    p.add_argument(
+        "--out",
+        "-o",
+        type=Path,
+        default=Path("xai-out"),
+        help="output folder: a folder per image and index.html",
+    )
     p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in [0, 1]")
-    p.add_argument("--colormap", default="jet", help="an OpenCV colormap name (default jet)")
+    p.add_argument("--colormap", default="jet", help="an OpenCV colormap name")
     p.add_argument("--invert", action="store_true", help="use 1 - pixel (dark-on-light pictures)")
     p.add_argument("--batch-size", type=int, default=32, help="images per model call")
     p.add_argument(
@@ -120,6 +134,7 @@ def add_parser(commands: Any) -> None:
         "instead of refusing them",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no table")
+    add_device_option(p)
     add_model_options(p)
 
 
@@ -476,7 +491,11 @@ def run(args: argparse.Namespace) -> int:
     args.method_options = options  # recorded in each manifest
     items = _survey(paths, loaded, args)
     computed, class_names = _compute(items, loaded, methods, args, options)
+    from xai.viz.page import PAGE, write_explain_page
+
+    (args.out / PAGE).unlink(missing_ok=True)  # the page shows a whole run, or is absent
     replaced = _write(computed, class_names, loaded, args)
+    write_explain_page(args.out, [item.folder for item in items])  # the run is whole: its page
     out = args.out
     if not args.quiet:
         print(table(items))

@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from xai.cli._common import add_model_options, input_size, load
+from xai.cli._common import (
+    HelpFormatter,
+    add_device_option,
+    add_model_options,
+    dummy_input,
+    input_size,
+    load,
+)
 from xai.cli.explain import check_layer, parse_methods, parse_target
 from xai.core.errors import XAIValueError
 
@@ -34,12 +41,12 @@ def add_parser(commands: Any) -> None:
         description="Explain every sample of a dataset, batch by batch, into a zarr store "
         "that anything reading zarr can open (xai.open_store gives a typed view).",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("data", metavar="DATA", help="a folder, an IDX file or a data set name")
     p.add_argument("--store", "-s", type=Path, required=True, help="the store, e.g. OUT.zarr")
     p.add_argument(
-        "--method", "-m", default="gradcam", help="a method (default gradcam) or several, a,b"
+        "--method", "-m", default="gradcam", help="a method, or several separated by commas"
     )
     p.add_argument("--layer", help="the layer to explain (default: each method's default)")
     p.add_argument(
@@ -58,6 +65,7 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--workers", type=int, help="Ray actors (default: the cluster's CPUs)")
     p.add_argument("--ray-address", help="the Ray cluster (default $RAY_ADDRESS, else local)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no summary")
+    add_device_option(p)
     add_model_options(p)
 
 
@@ -77,6 +85,13 @@ def run(args: argparse.Namespace) -> int:
         raise XAIValueError(f"--batch-size must be at least 1; got {args.batch_size}")
     if args.workers is not None and args.workers < 1:
         raise XAIValueError(f"--workers must be at least 1; got {args.workers}")
+    if args.engine == "ray":
+        if args.device not in ("auto", "cpu"):
+            raise XAIValueError(
+                f"--device {args.device} applies to --engine local; Ray's workers build the "
+                f"model again where they run, on the CPU. Drop --device, or use --engine local"
+            )
+        args.device = "cpu"  # the driver's copy stays where the workers' are
     loaded = load(args)
     if loaded.kind == "torchscript":
         raise XAIValueError(
@@ -88,11 +103,13 @@ def run(args: argparse.Namespace) -> int:
     channels, size = input_size(loaded, args.input_size)
     shape = (channels, *size) if channels is not None and size is not None else None
     target: Any = args.target.strip()
-    if target.lower() != "label":
-        names = loaded.class_names or tuple(str(i) for i in range(_classes(loaded, shape)))
+    if target.lower() == "label":
+        target = "label"
+    elif target.lower() not in ("top1", "top-1", "predicted"):  # top1 needs no class count
+        names = loaded.class_names or tuple(str(i) for i in range(_classes(loaded, args)))
         target = parse_target(target, names)
     else:
-        target = "label"
+        target = None
     factory = None
     if args.engine == "ray":
         factory = functools.partial(
@@ -134,16 +151,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _classes(loaded: Any, shape: tuple[int, ...] | None) -> int:
-    """The model's number of classes, from one forward pass (for --target checks)."""
+def _classes(loaded: Any, args: argparse.Namespace) -> int:
+    """The model's number of classes, from one forward pass on a zero input (its size as
+    `xai classes` finds it), for --target checks."""
     import torch
 
-    if shape is None:
-        raise XAIValueError(f"the input size of {loaded.spec} is unknown; pass --input-size C,H,W")
-    with torch.no_grad():
-        from xai.core.targets import logits_of
+    from xai.core.targets import logits_of
 
-        out = logits_of(loaded.model(torch.zeros(1, *shape)))
+    x = dummy_input(loaded, args.input_size)  # on the model's device
+    with torch.no_grad():
+        try:
+            out = logits_of(loaded.model(x))
+        except RuntimeError as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else "refused"
+            raise XAIValueError(
+                f"the model cannot take inputs of shape {tuple(x.shape[1:])} ({first}); "
+                f"pass --input-size C,H,W with the size it takes"
+            ) from None
     if out is None or out.ndim != 2:
         raise XAIValueError("the model must return (N, classes) scores for --target")
     return int(out.shape[1])

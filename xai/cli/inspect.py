@@ -6,7 +6,7 @@ import argparse
 import re
 from typing import TYPE_CHECKING, Any
 
-from xai.cli._common import add_model_options, dummy_input, load
+from xai.cli._common import HelpFormatter, add_model_options, dummy_input, load
 from xai.core.errors import XAIValueError
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def add_parsers(commands: Any) -> None:
         description="Trace one forward pass and list the layers whose output is a "
         "feature map, with its shape (channels x height x width).",
         epilog=LAYERS_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--all",
@@ -44,12 +44,14 @@ def add_parsers(commands: Any) -> None:
         help="copy the embedded model's test images (one per class) to a folder",
         description="Write the shipped Fashion-MNIST test images, one per class, as PNG "
         "files: inputs to try `xai explain` on.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--out", "-o", default="samples", help="folder (default: samples)")
     p = commands.add_parser(
         "classes",
         help="list the model's classes: index and name",
         description="List the classes the model predicts; --target takes an index or a name.",
+        formatter_class=HelpFormatter,
     )
     add_model_options(p)
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from xai.cli._common import HelpFormatter
 from xai.core.errors import XAIValueError
 
 __all__ = ["add_parser", "run"]
@@ -21,6 +22,8 @@ Writes into --out:
   confident.png     one row per predicted class: the K most and K least confident
                     samples with the map over the image; mistakes in red
   summary.json      per class: samples, accuracy, mean confidence; methods, layers
+  index.html        the figures and the per-class table on one page, for a browser
+                    (offline: it links only the files beside it)
 
 The store must be complete: resume an interrupted run first (--resume). Images are
 read again from the run's data (a data set name, an IDX file, a folder); a run on a
@@ -39,7 +42,7 @@ def add_parser(commands: Any) -> None:
         description="Per-class mean maps, the most and least confident samples of each "
         "class, and a JSON summary of a dataset run.",
         epilog=HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("store", type=Path, help="the explanation store (a .zarr folder)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the files")
@@ -77,9 +80,12 @@ def run(args: argparse.Namespace) -> int:
     check_writable_dir(args.out, "--out")  # a file, a read-only folder: before any work
     store = open_store(args.store)  # not a store, or missing: one line
     written = write_report(store, args.out, method=args.method, per_class=per_class)
+    from xai.viz.page import write_report_page
+
+    written.append(write_report_page(args.out, written[-1].name))  # after the whole report
     for path in written:
         print(f"wrote {path}")
-    summary = json.loads(written[-1].read_text())
+    summary = json.loads(written[-2].read_text())
     accuracy = summary["accuracy"]
     classes = sum(1 for entry in summary["classes"] if entry["count"] or entry["predicted"])
     print(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from xai._files import atomic_write, check_writable_file
+from xai.cli._common import HelpFormatter, add_device_option
 
 __all__ = ["add_parser", "run"]
 
@@ -16,9 +17,9 @@ HELP = """examples:
   xai train --data ~/data/kmnist --dataset kmnist --model mlp --epochs 10 --out mlp.pt
 
 Saves the state_dict to OUT and a JSON card beside it (OUT.json: architecture and its
-configuration, class names, history, test metrics), so `xai explain --model OUT --arch`
-and xai.models.build(card["architecture"]["name"], card["architecture"]["config"]) can
-load it again.
+configuration, class names, history, test metrics, device), so `xai explain --model OUT`
+loads it again (the card beside it names the architecture), and so does
+xai.models.build(card["architecture"]["name"], card["architecture"]["config"]).
 """
 
 
@@ -29,27 +30,38 @@ def add_parser(commands: Any) -> None:
         description="Train a built-in model with Adam and early stopping on validation "
         "accuracy; report per-class metrics on the test split.",
         epilog=HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--data", type=Path, help="folder of the data set's files (default: found)")
     p.add_argument(
-        "--dataset", default="fashion-mnist", choices=["fashion-mnist", "mnist", "kmnist"]
+        "--dataset",
+        default="fashion-mnist",
+        choices=["fashion-mnist", "mnist", "kmnist"],
+        help="the data set to train on",
     )
-    p.add_argument("--model", required=True, choices=["gapcnn", "mlp"])
+    p.add_argument(
+        "--model",
+        required=True,
+        choices=["gapcnn", "mlp"],
+        metavar="ARCH",
+        help="the architecture to build and train: gapcnn or mlp (not a model file, unlike "
+        "`xai explain --model`, which takes the trained result)",
+    )
     p.add_argument(
         "--fraction", type=float, default=1.0, help="stratified share of the data to use, e.g. 0.1"
     )
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=20, help="the most epochs to train")
     p.add_argument(
         "--patience",
         type=int,
         default=3,
         help="epochs without validation improvement before stopping (0: never)",
     )
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=128, help="samples per training step")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, shuffles and weights")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_option(p)
     p.add_argument("--out", type=Path, required=True, help="where to save the weights (.pt)")
 
 
@@ -59,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     out = check_writable_file(args.out, "--out", example=f"{args.model}.pt")
     card_path = out.with_name(out.name + ".json")
     check_writable_file(card_path, "--out (the model card beside it)")
+    from xai.cli._common import resolve_device
+
+    device = resolve_device(args.device)  # a missing GPU: one line, before any work
 
     import numpy as np
     import torch
@@ -81,11 +96,11 @@ def run(args: argparse.Namespace) -> int:
         else {"in_features": height * width, **common}
     )
     torch.manual_seed(args.seed)
-    model = build(args.model, config)
+    model = build(args.model, config).to(device)
     print(
         f"{args.model}: {sum(p.numel() for p in model.parameters()):,} parameters; "
         f"{args.dataset}: {len(data.train):,} train, {len(data.val):,} validation, "
-        f"{len(data.test):,} test images"
+        f"{len(data.test):,} test images; on {device}"
     )
     result = fit(
         model,
@@ -116,12 +131,14 @@ def run(args: argparse.Namespace) -> int:
             "best_val_accuracy": result.best_val_accuracy,
             "seconds": round(result.seconds, 1),
             "seed": args.seed,
+            "device": str(device),
             "history": [vars(r) for r in result.history],
         },
         "test_accuracy": test.accuracy,
         "per_class_accuracy": test.per_class_accuracy(),
     }
-    atomic_write(out, lambda tmp: torch.save(model.state_dict(), tmp))
+    weights = {name: tensor.cpu() for name, tensor in model.state_dict().items()}
+    atomic_write(out, lambda tmp: torch.save(weights, tmp))  # loads on any machine
     atomic_write(card_path, lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2) + "\n"))
     print(result.summary())
     print(test.table())

@@ -170,7 +170,9 @@ def fit(
         began = time.perf_counter()
         model.train()
         order = torch.randperm(len(x), generator=generator)
-        bar = ProgressBar(steps_per_epoch, f"epoch {epoch + 1}/{epochs}", enabled=progress)
+        bar = ProgressBar(
+            steps_per_epoch, f"epoch {epoch + 1}/{epochs}", enabled=progress, unit="batch"
+        )
         total_loss, correct = 0.0, 0
         for step in range(steps_per_epoch):
             index = order[step * batch_size : (step + 1) * batch_size]

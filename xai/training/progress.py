@@ -1,19 +1,24 @@
-"""A dependency-free text progress bar for training loops."""
+"""Progress bars for training loops and ``xai explain``: tqdm's, on standard error.
+
+tqdm is imported when a bar is made, never at ``import xai`` or ``xai --help``.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 __all__ = ["ProgressBar"]
 
 
 class ProgressBar:
-    """``[#####.....] 512/1000  loss 0.412`` redrawn in place on a terminal.
+    """A tqdm bar redrawn in place on a terminal.
 
-    On a stream that is not a terminal (a CI log, a file) it writes one line when the
-    bar completes instead of redrawing, so logs stay readable.
+    On a stream that is not a terminal (a CI log, a file) nothing is drawn while it runs;
+    :meth:`close` writes tqdm's one summary line, so logs stay readable::
+
+        epoch 1/3: 100%|##########| 47/47 [00:02<00:00, 21.4step/s, loss 0.412 ...]
     """
 
     def __init__(
@@ -23,39 +28,58 @@ class ProgressBar:
         *,
         stream: TextIO | None = None,
         enabled: bool = True,
-        width: int = 30,
+        unit: str = "it",
     ) -> None:
         self.total = max(1, int(total))
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
-        self.width = width
+        self.unit = unit
         self.count = 0
         self.start = time.perf_counter()
-        self._drawn = 0.0
         self.interactive = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._bar: Any = None
+        if enabled and self.interactive:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=self.total,
+                desc=label,
+                unit=unit,
+                file=self.stream,
+                dynamic_ncols=True,
+                mininterval=0.1,
+                leave=True,
+            )
 
     def update(self, step: int = 1, note: str = "") -> None:
-        self.count = min(self.total, self.count + step)
-        now = time.perf_counter()
-        if (
-            self.enabled
-            and self.interactive
-            and (now - self._drawn > 0.1 or self.count == self.total)
-        ):
-            self._drawn = now
-            self.stream.write("\r" + self._line(note))
-            self.stream.flush()
+        """Count ``step`` more done; ``note`` (a loss, say) shows after the rate."""
+        step = min(step, self.total - self.count)
+        self.count += step
+        if self._bar is not None:
+            if note:
+                self._bar.set_postfix_str(note, refresh=False)
+            self._bar.update(step)
 
     def close(self, note: str = "") -> None:
+        """Finish the bar with ``note``: the terminal's bar stays, a log gets one line."""
         if not self.enabled:
             return
-        self.stream.write(("\r" if self.interactive else "") + self._line(note) + "\n")
-        self.stream.flush()
+        if self._bar is not None:
+            if note:
+                self._bar.set_postfix_str(note, refresh=False)
+            self._bar.close()
+            return
+        from tqdm import tqdm
 
-    def _line(self, note: str) -> str:
-        done = int(self.width * self.count / self.total)
-        elapsed = time.perf_counter() - self.start
-        bar = "#" * done + "." * (self.width - done)
-        text = f"{self.label} [{bar}] {self.count}/{self.total} {elapsed:.0f}s"
-        return f"{text}  {note}" if note else text
+        line = tqdm.format_meter(
+            self.count,
+            self.total,
+            time.perf_counter() - self.start,
+            prefix=self.label,
+            ascii=True,
+            unit=self.unit,
+            postfix=note or None,
+        )
+        self.stream.write(line + "\n")
+        self.stream.flush()
