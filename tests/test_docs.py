@@ -177,7 +177,7 @@ def test_the_docs_site_builds_strictly(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "api" / "index.html").is_file()
     page = (tmp_path / "site" / "concepts" / "index.html").read_text()
-    assert 'class="arithmatex"' in page  # the equations reach MathJax
+    assert 'class="arithmatex"' in page  # the equations are rendered to MathML at build time
 
 
 def test_every_docs_page_is_in_the_site():
