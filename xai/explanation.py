@@ -138,6 +138,11 @@ class ShapleyResult:
         interactions: ``(n, n)`` pairwise Shapley interaction index (Grabisch & Roubens
             1999), symmetric with a zero diagonal, when requested; else ``None``.
         n_evaluations: coalitions the game was evaluated on.
+        data: the feature values explained: (n,) for one instance, (rows, n) over rows;
+            ``None`` when the game does not know them.
+        rows: whether the result covers many rows (``xai.shapley.explain_rows``): then
+            ``values`` is (rows, n) [x k], ``stderr`` likewise, ``full_value`` (rows,)
+            [x k] (each row's f(x)) and ``base_value`` is shared by every row.
     """
 
     values: np.ndarray
@@ -148,12 +153,21 @@ class ShapleyResult:
     stderr: np.ndarray | None = None
     interactions: np.ndarray | None = None
     n_evaluations: int = 0
+    data: np.ndarray | None = None
+    rows: bool = False
 
     def __post_init__(self) -> None:
-        if self.values.ndim not in (1, 2) or self.values.shape[0] != len(self.feature_names):
+        n = len(self.feature_names)
+        if self.rows:
+            if self.values.ndim not in (2, 3) or self.values.shape[1] != n:
+                raise XAIValueError(
+                    f"ShapleyResult.values over rows must be (rows, n) or (rows, n, k) with "
+                    f"n = {n} feature names; got {self.values.shape}"
+                )
+        elif self.values.ndim not in (1, 2) or self.values.shape[0] != n:
             raise XAIValueError(
                 f"ShapleyResult.values must be (n,) or (n, k) with n = "
-                f"{len(self.feature_names)} feature names; got {self.values.shape}"
+                f"{n} feature names; got {self.values.shape}"
             )
 
     @property
@@ -164,8 +178,11 @@ class ShapleyResult:
         )
 
     def ranking(self) -> list[str]:
-        """Feature names by decreasing |value| (summed over outputs for vector games)."""
+        """Feature names by decreasing |value| (summed over outputs for vector games; over
+        rows, by the mean |value|)."""
         magnitude = np.abs(self.values.astype(float))
+        if self.rows:  # the mean |value| over rows
+            magnitude = magnitude.mean(axis=0)
         if magnitude.ndim == 2:
             magnitude = magnitude.sum(axis=1)
         return [self.feature_names[i] for i in np.argsort(-magnitude, kind="stable")]
@@ -173,6 +190,8 @@ class ShapleyResult:
     def table(self, digits: int = 4) -> str:
         """A plain-text table: feature, value (and standard error), base and full value."""
         digits = validate("ShapleyResult.table", _TABLE, digits=digits)["digits"]
+        if self.rows:
+            return self._rows_table(digits)
         names = list(self.feature_names)
         width = max(len("feature"), *(len(n) for n in names))
 
@@ -197,7 +216,44 @@ class ShapleyResult:
         lines.append(f"{'v(all)':<{width}}  {fmt(self.full_value)}")
         return "\n".join(lines)
 
+    def _rows_table(self, digits: int) -> str:
+        """Over rows: each feature's mean |value| and mean value (per output), most
+        important first; then v(empty), shared by the rows."""
+        values = np.asarray(self.values, dtype=float)
+        names = self.ranking()
+        index = {name: i for i, name in enumerate(self.feature_names)}
+        width = max(len("feature"), len("v(empty)"), *(len(n) for n in names))
+
+        def fmt(array: Any) -> str:
+            array = np.asarray(array, dtype=float)
+            if array.ndim == 0:
+                return f"{float(array):.{digits}f}"
+            return "[" + ", ".join(f"{v:.{digits}f}" for v in array) + "]"
+
+        lines = [f"{'feature':<{width}}  {'mean |value|':>12}  mean value"]
+        for name in names:
+            column = values[:, index[name]]
+            mean_abs, mean = np.abs(column).mean(axis=0), column.mean(axis=0)
+            lines.append(f"{name:<{width}}  {fmt(mean_abs):>12}  {fmt(mean)}")
+        lines.append(f"{'v(empty)':<{width}}  {fmt(self.base_value):>12}")
+        lines.append(f"({len(values)} rows; v(empty) + the values of a row = that row's f(x))")
+        return "\n".join(lines)
+
+    def to_shap(self) -> Any:
+        """This result as a ``shap.Explanation`` (``xai.integrations.shap.to_explanation``):
+        ``shap.plots.waterfall`` for one instance, ``beeswarm`` over rows. Needs shap."""
+        from xai.integrations.shap import to_explanation
+
+        return to_explanation(self)
+
     def __repr__(self) -> str:
+        if self.rows:
+            outputs = "" if self.values.ndim == 2 else f", outputs={self.values.shape[2]}"
+            top = ", ".join(self.ranking()[:3])
+            return (
+                f"ShapleyResult(method={self.method!r}, rows={self.values.shape[0]}, "
+                f"n={len(self.feature_names)}{outputs}, most important: {top})"
+            )
         values = ", ".join(
             str(v) if isinstance(v, Fraction) else f"{float(v):.6g}"
             for v in self.values.reshape(self.values.shape[0], -1)[:, 0]

@@ -53,7 +53,10 @@ def to_explanation(
     """Convert an xai result to a ``shap.Explanation`` for ``shap.plots``.
 
     A ``ShapleyResult`` becomes a single-instance explanation (``waterfall``,
-    ``bar``, ``force``); pass the instance's feature values as ``data`` to show them. An
+    ``bar``, ``force``) with the instance's feature values as ``data`` when the result
+    carries them (or pass ``data``); a result over rows (``explain_rows``) becomes one
+    explanation per row, values (rows, n) [x k], for ``beeswarm``, ``bar`` and
+    ``scatter``. An
     image ``Explanation`` becomes a batch of channel-last values with one output,
     (N, H, W, C, 1) (its signed ``attributions``, or its maps as one channel for CAMs),
     for ``shap.plots.image``; pass the (N, C, H, W) images as ``images``.
@@ -62,6 +65,15 @@ def to_explanation(
     if isinstance(result, ShapleyResult):
         values = np.asarray(result.values, dtype=np.float64)
         base = np.asarray(result.base_value, dtype=np.float64)
+        if data is None:
+            data = result.data
+        if result.rows:  # one row per explained row: shap's beeswarm, bar and scatter
+            return shap.Explanation(
+                values=values,
+                base_values=np.broadcast_to(base, (len(values), *base.shape)).copy(),
+                data=None if data is None else np.asarray(data, dtype=np.float64),
+                feature_names=list(result.feature_names),
+            )
         return shap.Explanation(
             values=values,
             base_values=float(base) if base.ndim == 0 else base,

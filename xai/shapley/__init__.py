@@ -17,6 +17,7 @@ from xai.explanation import ShapleyResult
 from xai.shapley.exact import as_game, exact_shapley, interaction_index, shapley_from_table
 from xai.shapley.game import FunctionGame, Game, coalition_index, coalition_masks
 from xai.shapley.model_game import ModelGame
+from xai.shapley.rows import explain_rows
 from xai.shapley.sampling import kernel_shap, permutation_shapley
 from xai.shapley.tables import TableGame, housing
 
@@ -34,6 +35,7 @@ __all__ = [
     "coalition_index",
     "coalition_masks",
     "exact_shapley",
+    "explain_rows",
     "housing",
     "interaction_index",
     "kernel_shap",
