@@ -26,6 +26,7 @@ SCRIPTS = (
     "bench_shapley.py",
     "bench_dataset.py",
     "bench_shapley_ray.py",
+    "bench_tabular.py",
     "bench_cli.py",
 )
 

@@ -293,3 +293,36 @@ def test_the_tabular_example_runs_fast(tmp_path):
     assert lines[0].split() == ["feature", "mean", "|value|", "mean", "value"]
     assert lines[1].split()[0] in {"s5", "bmi"}  # the two strongest features lead
     assert "20 rows in" in result.stdout and out.stat().st_size > 10_000
+
+
+def test_the_beeswarm_puts_each_dot_at_its_value_on_its_features_line(table):
+    from xai.viz._mpl import pyplot
+    from xai.viz.beeswarm import beeswarm, swarm_offsets
+
+    X, B = table
+    r = explain_rows(smooth_one, X, B)
+    fig = beeswarm(r, max_display=3)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]  # bottom to top
+    ranked = r.ranking()
+    assert labels == ["sum of 2 other features", *reversed(ranked[:3])]
+    dots = ax.collections
+    for line, name in enumerate([*ranked[:3], None]):  # drawn top to bottom
+        offsets = dots[line].get_offsets()
+        column = (
+            r.values[:, list(r.feature_names).index(name)]
+            if name
+            else r.values[:, [r.feature_names.index(n) for n in ranked[3:]]].sum(axis=1)
+        )
+        np.testing.assert_allclose(offsets[:, 0], column)  # x: the row's value
+        assert np.all(np.abs(offsets[:, 1] - (3 - line)) <= 0.4 + 1e-9)  # on its line
+    # colour: the feature's value, scaled by its 5th and 95th percentiles
+    feature = X[:, list(r.feature_names).index(ranked[0])]
+    low, high = np.percentile(feature, [5, 95])
+    np.testing.assert_allclose(dots[0].get_array(), np.clip((feature - low) / (high - low), 0, 1))
+    assert fig.axes[1].get_ylabel() == "feature value"
+    pyplot().close(fig)
+    spread = swarm_offsets(np.zeros(9))  # nine equal values: a symmetric stack
+    assert sorted(spread.tolist()) == pytest.approx([-0.4, -0.3, -0.2, -0.1, 0, 0.1, 0.2, 0.3, 0.4])
+    with pytest.raises(xai.XAIValueError, match="output=0"):
+        beeswarm(explain_rows(smooth, X, B))
