@@ -39,6 +39,7 @@ _LAZY: dict[str, str] = {
     "shapley": "xai.shapley",
     "metrics": "xai.metrics",
     "targets": "xai.targets",
+    "integrations": "xai.integrations",
     **registry.exports(),  # the method classes: xai.GradCAM, xai.ScoreCAM, ...
 }
 
@@ -55,6 +56,7 @@ __all__ = [
     "explain",
     "explain_dataset",
     "explainer",
+    "integrations",
     "methods",
     "metrics",
     "models",
@@ -67,7 +69,7 @@ __all__ = [
 __all__ += sorted(registry.exports())
 
 if TYPE_CHECKING:
-    from xai import data, metrics, models, shapley, targets, training
+    from xai import data, integrations, metrics, models, shapley, targets, training
     from xai.api import explain, explainer
     from xai.explanation import Explanation, ShapleyResult
     from xai.runner import explain_dataset

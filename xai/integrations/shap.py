@@ -146,6 +146,7 @@ def _result(
         feature_names=tuple(names) if names else tuple(f"x{i}" for i in range(len(x))),
         method=method,
         n_evaluations=evaluations,
+        data=np.array(x, dtype=np.float64),
     )
 
 

@@ -268,6 +268,7 @@ def exact_shapley(
         method="exact",
         interactions=interaction_index(v, n) if interactions else None,
         n_evaluations=1 << n,
+        data=g.instance,
     )
 
 

@@ -206,6 +206,13 @@ class Game(ABC):
         """How many coalitions to ask for per call, to bound memory."""
         return 1 << 14
 
+    @property
+    def instance(self) -> np.ndarray | None:
+        """The explained instance's feature values, (n,), when the game knows them (a
+        ``ModelGame``); ``None`` for a game given as a table or a set function. The
+        engines store it as ``ShapleyResult.data``."""
+        return None
+
     @abstractmethod
     def value(self, masks: np.ndarray) -> np.ndarray:
         """Values of the coalitions given as a (k, n) boolean array."""

@@ -108,6 +108,14 @@ class ModelGame(Game):
         return xt, bt
 
     @property
+    def instance(self) -> np.ndarray:
+        """The explained instance ``x`` as a (n,) numpy array (a tensor's values, on the
+        CPU, in its dtype)."""
+        if self.torch:
+            return self.x.detach().cpu().numpy().copy()
+        return np.array(self.x, copy=True)
+
+    @property
     def evaluations_per_coalition(self) -> int:
         return int(self.background.shape[0])
 

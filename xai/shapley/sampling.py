@@ -108,6 +108,7 @@ def permutation_shapley(
         method="permutation",
         stderr=stderr if stderr is not None else np.full(draws.shape[1:], np.inf),
         n_evaluations=evaluations,
+        data=g.instance,
     )
 
 
@@ -188,6 +189,7 @@ def kernel_shap(
             "kernelshap",
             np.zeros_like(values),
             n_evaluations=2,
+            data=g.instance,
         )
     sizes = np.arange(1, n)
     p = (n - 1) / (sizes * (n - sizes))
@@ -214,6 +216,7 @@ def kernel_shap(
         method="kernelshap",
         stderr=stderr,
         n_evaluations=2 + z.shape[0] * z.shape[1],
+        data=g.instance,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -9,7 +10,9 @@ __all__ = ["pyplot"]
 
 
 def pyplot() -> Any:
-    """``matplotlib.pyplot``; selects Agg when pyplot has not been imported yet.
+    """``matplotlib.pyplot``; selects Agg when pyplot has not been imported yet, unless
+    ``MPLBACKEND`` names a ``module://`` backend: Jupyter's inline backend (which a
+    kernel sets), so that figures show in the notebook, or ipympl's.
 
     The first import holds Ctrl-C until it is done (``deferred_interrupts``): an
     interrupt inside a compiled module's import could leave it half initialised."""
@@ -20,7 +23,8 @@ def pyplot() -> Any:
     with deferred_interrupts():
         import matplotlib
 
-        matplotlib.use("Agg")
+        if not os.environ.get("MPLBACKEND", "").startswith("module://"):
+            matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
     return plt
