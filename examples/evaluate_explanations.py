@@ -148,15 +148,18 @@ def table(rows: list[Row]) -> str:
 
 def figure(rows: list[Row], source: str, area: float, steps: int, out: Path) -> Path:
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(19, 6.4), layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(19, 7.2), layout="constrained")
     colors = plt.get_cmap("tab10")
     for index, row in enumerate(rows):
         label = " = ".join(row.names)
         baseline = row.names[0] in BASELINES
+        # Ten colours, then the same ten dotted: no two methods' curves look alike.
         style = {
-            "color": "black" if row.names[0] == "random" else colors(index % 10),
-            "linestyle": "--" if baseline else "-",
-            "linewidth": 2.2 if baseline else 1.6,
+            "color": ("black" if row.names[0] == "random" else "grey")
+            if baseline
+            else colors(index % 10),
+            "linestyle": "--" if baseline else ("-" if index < 10 else ":"),
+            "linewidth": 2.2 if baseline or index >= 10 else 1.6,
         }
         for ax, curve in zip(axes, (row.deletion, row.insertion), strict=False):
             ax.plot(
@@ -177,7 +180,9 @@ def figure(rows: list[Row], source: str, area: float, steps: int, out: Path) -> 
         ax.grid(alpha=0.3)
         ax.legend(loc=where, fontsize=9, framealpha=0.9)
 
-    names = ["\n= ".join(r.names) for r in rows]
+    names = [
+        "\n= ".join(" = ".join(r.names[i : i + 2]) for i in range(0, len(r.names), 2)) for r in rows
+    ]
     y = np.arange(len(rows))
     bars = axes[2]
     bars.barh(y - 0.2, [r.pointing for r in rows], height=0.4, label="pointing game %")

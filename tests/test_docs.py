@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import xai
+from tests._forkserver import ForkServer, needs_fresh
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -64,7 +67,7 @@ def test_readme_main_command_runs(tmp_path):
     [(p, i) for p in DOCS for i in range(len(_blocks(p, "python")))],
     ids=lambda v: v.name if isinstance(v, Path) else str(v),
 )
-def test_python_blocks_in_the_docs_run_as_written(path, index, tmp_path):
+def test_python_blocks_in_the_docs_run_as_written(path, index, tmp_path, forks):
     code = _blocks(path, "python")[index]
     if "xai.data." in code or "fashion-mnist:" in code:
         from xai.data import find_root
@@ -73,7 +76,33 @@ def test_python_blocks_in_the_docs_run_as_written(path, index, tmp_path):
             find_root("fashion-mnist")
         except FileNotFoundError:
             pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, timeout=300)
+    if needs_fresh(code):  # it looks at what importing xai imports: a new interpreter
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, timeout=300)
+        return
+    result = forks.run(code=code, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+
+
+@pytest.fixture(scope="module")
+def forks():
+    """A process with torch, numpy, matplotlib and xai imported, forking a fresh child
+    per block and per `xai` command (tests/_forkserver.py): each still runs in its own
+    process, without the second and a half of imports."""
+    server = ForkServer()
+    yield server
+    server.close()
+
+
+# A command line the shell would treat specially: run by the shell itself.
+_SHELL = re.compile(r"[|&;<>$`\\(){}*?~]")
+
+
+def _run_line(line: str, cwd: Path, env: dict[str, str], forks: ForkServer) -> Any:
+    words = shlex.split(line)
+    unquoted = re.sub(r'"[^"$`\\]*"', "", line)  # a glob in quotes is the command's own
+    if words[0] == "xai" and not _SHELL.search(unquoted):
+        return forks.run(argv=words[1:], cwd=cwd, env=env)
+    return subprocess.run(line, shell=True, cwd=cwd, env=env, capture_output=True, text=True)
 
 
 def _tool(name: str) -> str:
@@ -127,7 +156,7 @@ BASH_PAGES = [p for p in DOCS if p.name != "README.md" and _blocks(p, "bash")]
 
 
 @pytest.mark.parametrize("path", BASH_PAGES, ids=lambda p: p.name)
-def test_bash_blocks_in_the_docs_run_as_written(path, tmp_path):
+def test_bash_blocks_in_the_docs_run_as_written(path, tmp_path, forks):
     # Every command of a page's bash blocks, in order, in one fresh folder; the shell
     # finds `xai` beside this interpreter, as an activated environment would. The set-up
     # lines (.ci/run's own) are run by CI itself; `python examples/NAME.py` lines name an
@@ -143,9 +172,7 @@ def test_bash_blocks_in_the_docs_run_as_written(path, tmp_path):
                 continue
             if "fashion-mnist:" in line and not _fashion_mnist():
                 break  # this and what follows need dataset-fashion-mnist (CI installs it)
-            result = subprocess.run(
-                line, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True
-            )
+            result = _run_line(line, tmp_path, env, forks)
             assert result.returncode == 0, f"{line}\n{result.stderr}"
     if path.name == "cli.md":
         assert (tmp_path / "maps" / "7-sneaker.png" / "manifest.json").is_file()
