@@ -85,6 +85,7 @@ def _options(text: str) -> dict[str, str]:
             },
         ),
         ("samples", {"--out": "samples"}),
+        ("shapley", {"--kind": "waterfall", "--max-features": None}),
     ],
 )
 def test_help_shows_each_options_default(command, defaults, capsys, monkeypatch):

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from xai.cli._common import HelpFormatter
 from xai.core.errors import XAIValueError
 
 __all__ = ["add_parser", "run"]
@@ -37,19 +38,21 @@ def add_parser(commands: Any) -> None:
         description="Exact Shapley values by enumerating every coalition: "
         "phi_i = sum over S without i of |S|!(n-|S|-1)!/n! (v(S+i) - v(S)).",
         epilog=HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "table", nargs="?", type=Path, help="a .csv or .json coalition table (default: housing)"
     )
     p.add_argument("--plot", type=Path, metavar="PNG", help="also draw the values to this PNG")
-    p.add_argument("--kind", choices=["waterfall", "bar"], default="waterfall")
+    p.add_argument(
+        "--kind", choices=["waterfall", "bar"], default="waterfall", help="the --plot's kind"
+    )
     p.add_argument("--float", action="store_true", help="floating point instead of fractions")
     p.add_argument(
         "--max-features",
         metavar="N",
         default=str(MAX_FEATURES),
-        help=f"refuse tables of more than N features (default {MAX_FEATURES}): exact values "
+        help=f"refuse tables of more than N features (default: {MAX_FEATURES}): exact values "
         f"cost 2^N evaluations and memory for 2^N values",
     )
 
