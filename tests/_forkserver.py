@@ -22,10 +22,36 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 PRELOAD = ("numpy", "torch", "cv2", "xai", "xai.cli", "xai.models", "xai.cam", "xai.viz.overlay")
+
+
+_SHARED: list[ForkServer] = []
+
+
+def shared() -> ForkServer:
+    """One server for the whole test session, started on first use, stopped at exit."""
+    if not _SHARED or _SHARED[0].process.poll() is not None:
+        import atexit
+
+        _SHARED[:] = [ForkServer()]
+        atexit.register(_SHARED[0].close)
+    return _SHARED[0]
+
+
+def run_xai(*args: Any, cwd: Path | None = None, timeout: float = 600) -> Any:
+    """``xai *args`` as ``subprocess.run([xai, ...], capture_output=True, text=True)``
+    would run it, in a child forked from the shared server (with this process's
+    current environment)."""
+    return shared().run(
+        argv=[str(a) for a in args],
+        cwd=Path(cwd) if cwd is not None else Path.cwd(),
+        timeout=timeout,
+        env=dict(os.environ),
+    )
 
 
 def needs_fresh(code: str) -> bool:
@@ -49,6 +75,7 @@ class ForkServer:
         assert self.process.stdout is not None
         self._fd = self.process.stdout.fileno()
         self._buffer = b""
+        self._lock = threading.Lock()  # one job at a time: callers in threads take turns
         ready = self._line(120)
         if ready != "ready":
             raise RuntimeError(f"the fork server did not start: {ready!r}")
@@ -77,7 +104,7 @@ class ForkServer:
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """``python -c code`` (or ``xai *argv``) in ``cwd``, in a forked child."""
-        with tempfile.TemporaryDirectory() as scratch:
+        with self._lock, tempfile.TemporaryDirectory() as scratch:
             out, err = Path(scratch) / "out", Path(scratch) / "err"
             job = {"code": code, "argv": argv, "cwd": str(cwd), "out": str(out), "err": str(err)}
             job["env"] = env

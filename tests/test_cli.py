@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import xai
+from tests._forkserver import run_xai
 from xai.core.maps import minmax, upsample
 from xai.images import read_image, to_input
 from xai.viz.overlay import colorize, overlay
@@ -28,9 +29,9 @@ SAMPLES = dict(xai.models.sample_images())  # class name -> PNG path
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [XAI, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
-    )
+    """``xai ARGS`` in a process of its own, forked from one with torch and xai imported
+    (tests/_forkserver.py): what the console script does, without its imports' time."""
+    return run_xai(*args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import xai
-from tests._forkserver import ForkServer, needs_fresh
+from tests._forkserver import ForkServer, needs_fresh, shared
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -88,9 +88,7 @@ def forks():
     """A process with torch, numpy, matplotlib and xai imported, forking a fresh child
     per block and per `xai` command (tests/_forkserver.py): each still runs in its own
     process, without the second and a half of imports."""
-    server = ForkServer()
-    yield server
-    server.close()
+    return shared()
 
 
 # A command line the shell would treat specially: run by the shell itself.

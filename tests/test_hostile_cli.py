@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import xai
+from tests._forkserver import run_xai
 from xai.cli import main
 
 XAI = str(Path(sys.executable).parent / "xai")
@@ -22,9 +23,9 @@ SAMPLES = dict(xai.models.sample_images())
 
 
 def run(*args, cwd=None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [XAI, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
-    )
+    """``xai ARGS`` in a process of its own, forked from one with torch and xai imported
+    (tests/_forkserver.py); the signal tests below start the real console script."""
+    return run_xai(*args, cwd=cwd)
 
 
 def one_line_error(result) -> str:
