@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 import xai
+from tests._forkserver import run_xai
 from tests._synthetic import write_idx_dataset
 from xai._files import check_writable_dir
 from xai.core.errors import (
@@ -48,9 +49,9 @@ MiB, GiB = 1 << 20, 1 << 30
 
 
 def run(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [XAI, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
-    )
+    """``xai ARGS`` in a process of its own, forked from one with torch and xai imported
+    (tests/_forkserver.py)."""
+    return run_xai(*args, cwd=cwd)
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], pattern: str) -> str:

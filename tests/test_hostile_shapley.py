@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 import xai
+from tests._forkserver import run_xai
 from xai.core.errors import XAIError, XAITypeError, XAIValueError
 from xai.shapley import TableGame, coalition_index, kernel_shap, permutation_shapley
 
@@ -41,9 +42,9 @@ ADDITIVE |= {(1, 2): "3.5", (0, 1, 2): "5.5"}
 
 
 def run(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [XAI, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120
-    )
+    """``xai ARGS`` in a process of its own, forked from one with torch and xai imported
+    (tests/_forkserver.py)."""
+    return run_xai(*args, cwd=cwd)
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], pattern: str) -> str:
