@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,6 +96,14 @@ def test_the_manifest_records_the_device(tmp_path):
     assert main(["explain", SAMPLE, "--out", str(tmp_path), "--device", "cpu", "-q"]) == 0
     manifest = json.loads((tmp_path / "7-sneaker.png" / "manifest.json").read_text())
     assert manifest["model"]["device"] == "cpu"
+
+
+def test_the_store_records_the_device(tmp_path):
+    store = tmp_path / "s.zarr"
+    samples = str(Path(SAMPLE).parent)
+    argv = ["explain-dataset", samples, "--store", str(store), "--device", "cpu", "-q"]
+    assert main(argv) == 0
+    assert xai.open_store(store).attrs["model"]["device"] == "cpu"
 
 
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device here")

@@ -149,11 +149,13 @@ def _versions() -> dict[str, str]:
 def _model_record(model: nn.Module) -> dict[str, Any]:
     card = getattr(model, "card", None)
     kind = type(model)
+    first = next(iter(model.parameters()), None)
     return {
         "class": f"{kind.__module__}.{kind.__qualname__}",
         "sha256": model_sha256(model),
         "parameters": sum(p.numel() for p in model.parameters()),
         "card": card if isinstance(card, dict) else None,
+        "device": str(first.device) if first is not None else "cpu",  # where it ran
     }
 
 
@@ -261,6 +263,8 @@ def explain_dataset(
     layout, layers = _layout(model, source, plan_args, batch_size, map_dtype)
     plan = Plan(source=source, layout=layout, **plan_args)
     model_record = _model_record(model)
+    if engine == "ray":  # the workers build their own copies, on their CPUs
+        model_record["device"] = "cpu (Ray workers)"
     attrs: dict[str, Any] = {
         "methods": list(methods),
         "layers": layers,
