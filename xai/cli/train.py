@@ -15,6 +15,7 @@ __all__ = ["add_parser", "run"]
 HELP = """examples:
   xai train --model gapcnn --fraction 0.1 --out gapcnn.pt
   xai train --data ~/data/kmnist --dataset kmnist --model mlp --epochs 10 --out mlp.pt
+  xai train --model mlp --fraction 0.1 --cv 5 --out mlp.pt     5-fold cross-validation
 
 Saves the state_dict to OUT and a JSON card beside it (OUT.json: architecture and its
 configuration, class names, history, test metrics, device), so `xai explain --model OUT`
@@ -61,6 +62,14 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, shuffles and weights")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--cv",
+        type=_folds,
+        metavar="K",
+        help="cross-validate instead: K folds (stratified; 'loo': leave-one-out) over the "
+        "kept training data, each with early stopping on a validation split of its training "
+        "part; prints the per-fold table and mean ± std and writes OUT.cv.json (no weights)",
+    )
     add_device_option(p)
     p.add_argument("--out", type=Path, required=True, help="where to save the weights (.pt)")
 
@@ -74,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     from xai.cli._common import resolve_device
 
     device = resolve_device(args.device)  # a missing GPU: one line, before any work
+    if args.cv is not None:
+        return _cross_validate(args, out, device)
 
     import numpy as np
     import torch
@@ -143,4 +154,79 @@ def run(args: argparse.Namespace) -> int:
     print(result.summary())
     print(test.table())
     print(f"saved {out} and {card_path}")
+    return 0
+
+
+def _folds(text: str) -> int | str:
+    """``--cv``: an int >= 2, or ``loo`` (checked here, so a bad one is one line)."""
+    if text.strip().lower() == "loo":
+        return "loo"
+    try:
+        folds = int(text)
+    except ValueError:
+        folds = 0
+    if folds < 2:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of folds >= 2 (5 or 10 are usual) or 'loo'; got {text!r}"
+        )
+    return folds
+
+
+def _cross_validate(args: argparse.Namespace, out: Path, device: Any) -> int:
+    """``xai train --cv K``: k-fold cross-validation; the result in OUT.cv.json."""
+    result_path = out.with_name(out.name + ".cv.json")
+    check_writable_file(result_path, "--out (the cross-validation result beside it)")
+    import numpy as np
+
+    from xai.data import load, stratified_subsample
+    from xai.models import build
+    from xai.training import cross_validate
+
+    data = load(args.dataset, args.data, "train")
+    if args.fraction != 1.0:
+        data = data.subset(stratified_subsample(data.labels, args.fraction, args.seed))
+    pixels = data.images.astype(np.float32) / 255
+    height, width = data.images.shape[1:]
+    common = {
+        "num_classes": len(data.class_names),
+        "mean": round(float(pixels.mean()), 4),
+        "std": round(float(pixels.std()), 4),
+    }
+    config = (
+        {"in_channels": 1, **common}
+        if args.model == "gapcnn"
+        else {"in_features": height * width, **common}
+    )
+    folds = len(data) if args.cv == "loo" else args.cv
+    print(
+        f"{args.model}, {folds}-fold cross-validation on {len(data):,} {args.dataset} "
+        f"training images; on {device}"
+    )
+    result = cross_validate(
+        lambda: build(args.model, config),
+        data,
+        args.cv,
+        seed=args.seed,
+        device=device,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience,
+        progress=not args.quiet,
+    )
+    record = {
+        "architecture": {"name": args.model, "config": config},
+        "data": {"dataset": args.dataset, "fraction": args.fraction, "samples": len(data)},
+        "training": {
+            "epochs": args.epochs,
+            "patience": args.patience,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "device": str(device),
+        },
+        "cross_validation": result.to_dict(),
+    }
+    atomic_write(result_path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))
+    print(result.table())
+    print(f"saved {result_path}")
     return 0

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xai.core.errors import XAITypeError, XAIValueError
-from xai.core.validate import Boolean, Constraint, Integer, Real, validate
+from xai.core.validate import Boolean, Constraint, Integer, Literal, Real, validate
 from xai.training.progress import ProgressBar
 
 __all__ = ["EpochRecord", "TrainResult", "fit"]
@@ -74,6 +74,7 @@ _FIT: dict[str, Sequence[Constraint]] = {
     "flip": [Boolean()],
     "seed": [Integer(0)],
     "progress": [Boolean()],
+    "optimizer": [Literal("adam", "sgd")],
 }
 
 
@@ -108,8 +109,10 @@ def fit(
     flip: bool = False,
     seed: int = 0,
     progress: bool = True,
+    optimizer: str = "adam",
 ) -> TrainResult:
-    """Train ``model`` with Adam on the cross-entropy, stopping early on validation accuracy.
+    """Train ``model`` with Adam (or SGD) on the cross-entropy, stopping early on validation
+    accuracy.
 
     After every epoch the model is evaluated on ``val``; when validation accuracy has not
     improved for ``patience`` epochs, training stops, and in every case the weights of the
@@ -129,6 +132,8 @@ def fit(
         flip: augment with random horizontal flips (suits clothing, not digits).
         seed: seeds the shuffling and the augmentation.
         progress: show a progress bar per epoch on standard error.
+        optimizer: ``"adam"`` (the default), or ``"sgd"``: SGD with momentum 0.9 (same
+            ``lr`` and ``weight_decay``).
     """
     options = validate(
         "fit",
@@ -141,6 +146,7 @@ def fit(
         flip=flip,
         seed=seed,
         progress=progress,
+        optimizer=optimizer,
     )
     epochs, batch_size, lr = options["epochs"], options["batch_size"], options["lr"]
     patience, weight_decay = options["patience"], options["weight_decay"]
@@ -154,7 +160,11 @@ def fit(
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     generator = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimiser_class: Any = torch.optim.Adam
+    extra: dict[str, Any] = {}
+    if options["optimizer"] == "sgd":
+        optimiser_class, extra = torch.optim.SGD, {"momentum": 0.9}
+    optimiser = optimiser_class(model.parameters(), lr=lr, weight_decay=weight_decay, **extra)
     steps_per_epoch = math.ceil(len(x) / batch_size)
     scheduler = (
         torch.optim.lr_scheduler.OneCycleLR(

@@ -1,4 +1,4 @@
-"""Training curves and confusion matrices."""
+"""Training curves, confusion matrices, ROC and precision-recall curves, and searches."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 
 from xai.viz._mpl import pyplot
 
-__all__ = ["plot_comparison", "plot_confusion", "plot_history"]
+__all__ = ["plot_comparison", "plot_confusion", "plot_curves", "plot_history", "plot_search"]
 
 
 def plot_history(result: Any, title: str = "", axes: Any = None) -> Any:
@@ -114,5 +114,127 @@ def plot_comparison(comparison: Any, title: str = "") -> Any:
             ax.set_ylim(low, high)
     if title:
         fig.suptitle(title, fontsize=13)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(evaluation: Any, title: str = "", log_fpr: bool = False) -> Any:
+    """One-vs-rest ROC curves (left, each class's AUC in the legend) and precision-recall
+    curves (right, each class's average precision in the legend) of an
+    ``xai.training.Evaluation``, one line per class, with the chance diagonal on the ROC.
+
+    Args:
+        evaluation: the result of ``xai.training.evaluate`` (it keeps the probabilities).
+        title: an optional title over both panels.
+        log_fpr: draw the ROC's false positive rate on a log scale, from one negative
+            sample up: for a strong classifier, whose curves all hug the top-left corner
+            on a linear scale, this shows where they part.
+    """
+    plt = pyplot()
+    names = list(evaluation.class_names)
+    colours = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    fig, (roc, pr) = plt.subplots(1, 2, figsize=(12, 5.2))
+    for c, name in enumerate(names):
+        colour = colours(c % colours.N)
+        fpr, tpr, _ = evaluation.roc_curve(c)
+        roc.plot(fpr, tpr, color=colour, lw=1.4, label=f"{name} (AUC {evaluation.roc_auc[c]:.3f})")
+        precision, recall, _ = evaluation.pr_curve(c)
+        pr.step(
+            recall,
+            precision,
+            where="post",
+            color=colour,
+            lw=1.4,
+            label=f"{name} (AP {evaluation.average_precision[c]:.3f})",
+        )
+    chance = np.geomspace(1e-6, 1, 200) if log_fpr else np.array([0.0, 1.0])
+    roc.plot(chance, chance, color="grey", linestyle=":", lw=1, label="chance (AUC 0.5)")
+    roc.set_xlabel("false positive rate (1 - specificity)" + (", log scale" if log_fpr else ""))
+    roc.set_ylabel("true positive rate (recall)")
+    roc.set_title(f"ROC, one class against the rest (macro AUC {evaluation.macro_roc_auc:.3f})")
+    pr.set_xlabel("recall")
+    pr.set_ylabel("precision")
+    pr.set_title("precision-recall, one class against the rest")
+    for ax in (roc, pr):
+        ax.set_xlim(-0.01, 1.01)
+        ax.set_ylim(-0.01, 1.01)
+        ax.grid(alpha=0.3)
+    if log_fpr:
+        labels = evaluation.labels if evaluation.labels is not None else np.zeros(0, int)
+        smallest = int(np.bincount(labels).min()) if len(labels) else 0
+        negatives = max(1, len(labels) - smallest)  # the most negatives of any class
+        roc.set_xscale("log")
+        roc.set_xlim(0.5 / negatives, 1.0)
+    roc.legend(fontsize=7, loc="lower right")
+    pr.legend(fontsize=7, loc="lower left")
+    if title:
+        fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def plot_search(result: Any, title: str = "") -> Any:
+    """A hyper-parameter search: validation and test accuracy of every trial, best first
+    (left), and test accuracy against the number of parameters (right, log scale).
+
+    Args:
+        result: an ``xai.training.SearchResult``.
+        title: an optional title over both panels.
+    """
+    plt = pyplot()
+    trials = list(result.trials)
+    # A named trial shows its name; an unnamed one its configuration. The scatter marks
+    # each trial by its rank, the number before its label on the left.
+    labels = [
+        f"{rank}. {t.label if 'name' in t.config else t.describe()}"
+        for rank, t in enumerate(trials, 1)
+    ]
+    fig, (bars, scatter) = plt.subplots(
+        1,
+        2,
+        figsize=(14, 1.6 + 0.55 * max(4, len(trials))),
+        gridspec_kw={"width_ratios": [1.3, 1]},
+    )
+    rows = np.arange(len(trials))
+    val = [t.val_accuracy for t in trials]
+    test = [t.test_accuracy for t in trials]
+    bars.barh(rows - 0.2, val, height=0.4, label="validation (selects)")
+    bars.barh(rows + 0.2, test, height=0.4, label="test")
+    for row, (v, t) in enumerate(zip(val, test, strict=True)):
+        bars.text(v, row - 0.2, f" {v:.3f}", va="center", fontsize=7)
+        bars.text(t, row + 0.2, f" {t:.3f}", va="center", fontsize=7)
+    bars.set_yticks(rows, labels, fontsize=8)
+    bars.invert_yaxis()
+    low = min([*val, *test]) if trials else 0.0
+    bars.set_xlim(max(0.0, low - 0.1), 1.04)
+    bars.set_xlabel("accuracy")
+    bars.set_title("trials, ranked by validation accuracy")
+    bars.legend(fontsize=8, loc="lower right")
+    bars.grid(axis="x", alpha=0.3)
+    for model, marker in (("gapcnn", "o"), ("mlp", "s")):
+        chosen = [t for t in trials if t.config["model"] == model]
+        if chosen:
+            scatter.scatter(
+                [t.parameters for t in chosen],
+                [t.test_accuracy for t in chosen],
+                marker=marker,
+                label=model.upper() if model == "mlp" else "GAPCNN",
+            )
+            for t in chosen:
+                scatter.annotate(
+                    str(trials.index(t) + 1),
+                    (t.parameters, t.test_accuracy),
+                    fontsize=9,
+                    xytext=(4, 3),
+                    textcoords="offset points",
+                )
+    scatter.set_xscale("log")
+    scatter.set_xlabel("parameters (log scale)")
+    scatter.set_ylabel("test accuracy")
+    scatter.set_title("test accuracy against model size (points: rank)")
+    scatter.grid(alpha=0.3)
+    scatter.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     return fig
