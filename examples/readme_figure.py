@@ -15,6 +15,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 
 import xai
 
@@ -67,8 +69,10 @@ def main() -> None:
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0, 0.94, 0.99))
-    bar = fig.colorbar(heat, cax=fig.add_axes((0.95, 0.3, 0.012, 0.4)))
-    bar.set_label("Explanation.maps", fontsize=8)
+    # The scale in solid colours: the panels' colour map and range, without their alpha.
+    solid = ScalarMappable(norm=Normalize(0.0, 1.0), cmap=heat.get_cmap())
+    bar = fig.colorbar(solid, cax=fig.add_axes((0.95, 0.3, 0.012, 0.4)))
+    bar.set_label("importance, 0 = least, 1 = most", fontsize=8)
     bar.ax.tick_params(labelsize=7)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=100)

@@ -26,6 +26,7 @@ EPILOG = """examples:
   xai explain-dataset fashion-mnist:test --store test.zarr
                                            a whole dataset into a zarr store (resumable)
   xai report test.zarr --out report        its per-class mean maps, most/least confident
+  xai grid --out grid.png                  one example per class with its CAM and Grad-CAM
   xai methods                              the explanation methods, one line each
   xai layers                               the layers --layer accepts, with their shapes
   xai classes                              the classes --target accepts
@@ -47,7 +48,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from xai.cli import explain, explain_dataset, inspect, report, shapley, train
+    from xai.cli import explain, explain_dataset, grid, inspect, report, shapley, train
+    from xai.cli import search as search_parser
 
     parser = _Parser(
         prog="xai",
@@ -65,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     shapley.add_parser(commands)
     report.add_parser(commands)
     train.add_parser(commands)
+    search_parser.add_parser(commands)
+    grid.add_parser(commands)
     return parser
 
 
@@ -103,6 +107,14 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         from xai.cli import train
 
         return train.run(args)
+    if args.command == "search":
+        from xai.cli import search
+
+        return search.run(args)
+    if args.command == "grid":
+        from xai.cli import grid
+
+        return grid.run(args)
     return None
 
 
@@ -116,6 +128,8 @@ _PRELOAD = {
     "classes": ("torch",),
     "samples": ("torch", "cv2"),
     "train": ("torch",),
+    "search": ("torch",),
+    "grid": ("torch", "cv2"),
 }
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from xai._files import atomic_write
 from xai.core.errors import XAITypeError, XAIValueError
 from xai.core.validate import Constraint, Integer, validate
+from xai.explanation import IMPORTANCE_LABEL
 from xai.viz._mpl import pyplot
 from xai.viz.overlay import _OVERLAY, _to_numpy, colorize, overlay, to_rgb
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
 
-__all__ = ["class_grid", "method_grid", "save_figure"]
+__all__ = ["class_columns", "class_grid", "map_figure", "method_grid", "save_figure"]
 
 MAX_COLUMNS = 6
 """At most this many panels in a row of ``method_grid``."""
@@ -94,14 +95,15 @@ def _figure(
     return fig, axes, colorbar_axes
 
 
-def _colorbar(fig: Figure, colorbar_axes: Axes, colormap: str) -> None:
-    """The map scale, horizontal, in the panels' own colours (the OpenCV colour map)."""
+def _colorbar(fig: Figure, colorbar_axes: Axes, colormap: str, label: str = _SCALE_LABEL) -> None:
+    """The map scale, horizontal, in the panels' own colours (the OpenCV colour map), in
+    solid colours (the overlays' alpha is not applied), labelled ``label``."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
     mappable = ScalarMappable(norm=Normalize(0.0, 1.0), cmap=_listed_colormap(colormap))
     bar = fig.colorbar(mappable, cax=colorbar_axes, orientation="horizontal")
-    bar.set_label(_SCALE_LABEL, fontsize=10)
+    bar.set_label(label, fontsize=10)
     bar.set_ticks([0.0, 0.25, 0.5, 0.75, 1.0])
     bar.ax.tick_params(labelsize=9)
 
@@ -150,10 +152,13 @@ def method_grid(
     alpha: float = 0.5,
     colormap: str = "jet",
     subtitles: Mapping[str, str] | None = None,
+    model_input: Any = None,
 ) -> Figure:
     """One image explained by several methods, side by side.
 
-    The first panel is the input, then one ``overlay`` panel per
+    The first panel is the input (titled ``"original"`` when ``model_input`` is given,
+    which is then the second panel: what the model saw, e.g. gray and 28 x 28, titled
+    ``"model input (1x28x28)"``), then one ``overlay`` panel per
     method, titled with its name (and its subtitle, e.g. the target class and score),
     in rows of at most six panels, with one colour bar for the map scale.
 
@@ -167,6 +172,8 @@ def method_grid(
         alpha: heat-map weight of the overlays, in [0, 1].
         colormap: an OpenCV colour-map name (``colormaps``).
         subtitles: method name to a second title line.
+        model_input: the ``(C, H, W)`` tensor or array in [0, 1] the model was given, shown
+            pixel for pixel (``to_rgb``) beside the original.
 
     Returns:
         The figure (close it, or write it with ``save_figure``).
@@ -183,6 +190,10 @@ def method_grid(
         )
     rgb = to_rgb(image)
     panels: list[tuple[str, str | None, np.ndarray]] = [("input", None, rgb)]
+    if model_input is not None:
+        seen = _to_numpy(model_input)
+        shape = "x".join(str(n) for n in seen.shape)
+        panels = [("original", None, rgb), (f"model input ({shape})", None, to_rgb(model_input))]
     for name, saliency in maps.items():
         panels.append(
             (
@@ -220,6 +231,48 @@ def _names(model: Any, class_names: Sequence[str] | None, outputs: int) -> list[
 def _list(names: Sequence[str], limit: int = 8) -> str:
     shown = ", ".join(names[:limit])
     return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
+
+
+def _per_class(
+    model: Any, images: Any, labels: Any, class_names: Sequence[str] | None
+) -> tuple[Any, np.ndarray, list[str], int, list[str]]:
+    """The first image of every class present, in class order: ``(batch, true labels,
+    class names, number of classes, names of the classes with no image)``, after checking
+    that ``images`` is a batch with one integer label each, all within the classes."""
+    import torch
+
+    images = torch.as_tensor(images)
+    if images.ndim != 4:
+        raise XAIValueError(
+            f"images must be a (N, C, H, W) batch; received shape {tuple(images.shape)}"
+        )
+    label_array = _to_numpy(labels).reshape(-1)
+    if label_array.shape[0] != images.shape[0]:
+        raise XAIValueError(
+            f"{images.shape[0]} images but {label_array.shape[0]} labels; give one label per image"
+        )
+    if label_array.size and not np.issubdtype(label_array.dtype, np.integer):
+        raise XAITypeError(f"labels must be class indices (ints); received {label_array.dtype}")
+    label_array = label_array.astype(np.int64)
+
+    known = class_names if class_names is not None else getattr(model, "class_names", None)
+    if known is not None:
+        classes = len(known)
+    else:
+        with torch.no_grad():
+            classes = int(model(images[:1]).shape[1])
+    names = _names(model, class_names, classes)
+    outside = sorted({int(v) for v in label_array if not 0 <= v < classes})
+    if outside:
+        raise XAIValueError(f"labels {outside} are outside the {classes} classes 0..{classes - 1}")
+
+    picked = [
+        int(np.flatnonzero(label_array == c)[0]) for c in range(classes) if (label_array == c).any()
+    ]
+    if not picked:
+        raise XAIValueError("no image to show: images and labels are empty")
+    missing = [names[c] for c in range(classes) if not (label_array == c).any()]
+    return images[picked], label_array[picked], names, classes, missing
 
 
 def class_grid(
@@ -266,39 +319,8 @@ def class_grid(
     methods = list(methods)
     if not methods:
         raise XAIValueError("methods must name at least one method, e.g. ('cam', 'gradcam')")
-    images = torch.as_tensor(images)
-    if images.ndim != 4:
-        raise XAIValueError(
-            f"images must be a (N, C, H, W) batch; received shape {tuple(images.shape)}"
-        )
-    label_array = _to_numpy(labels).reshape(-1)
-    if label_array.shape[0] != images.shape[0]:
-        raise XAIValueError(
-            f"{images.shape[0]} images but {label_array.shape[0]} labels; give one label per image"
-        )
-    if label_array.size and not np.issubdtype(label_array.dtype, np.integer):
-        raise XAITypeError(f"labels must be class indices (ints); received {label_array.dtype}")
-    label_array = label_array.astype(np.int64)
-
-    known = class_names if class_names is not None else getattr(model, "class_names", None)
-    if known is not None:
-        classes = len(known)
-    else:
-        with torch.no_grad():
-            classes = int(model(images[:1]).shape[1])
-    names = _names(model, class_names, classes)
-    outside = sorted({int(v) for v in label_array if not 0 <= v < classes})
-    if outside:
-        raise XAIValueError(f"labels {outside} are outside the {classes} classes 0..{classes - 1}")
-
-    picked = [
-        int(np.flatnonzero(label_array == c)[0]) for c in range(classes) if (label_array == c).any()
-    ]
-    if not picked:
-        raise XAIValueError("no image to show: images and labels are empty")
-    missing = [names[c] for c in range(classes) if not (label_array == c).any()]
-    batch = images[picked]
-    truth = label_array[picked]
+    batch, truth, names, classes, missing = _per_class(model, images, labels, class_names)
+    rows = len(truth)
     with torch.no_grad():
         predicted = model(batch).argmax(dim=1).cpu()
     names = _names(model, class_names, max(classes, int(predicted.max()) + 1))
@@ -307,7 +329,7 @@ def class_grid(
         for method in methods
     }
 
-    rows, columns = len(picked), 1 + len(methods)
+    columns = 1 + len(methods)
     cell_width, image_height = _cell(tuple(batch.shape[-2:]), 1.95, 1.8)
     size = (max(cell_width * columns, 5.0), (image_height + 0.45) * rows + 1.5)
     fig, axes, colorbar_axes = _figure(rows, columns, rows * columns, size, image_height)
@@ -336,4 +358,208 @@ def class_grid(
         summary += f"; no example of {_list(missing)}"
     lines.append(summary)
     fig.suptitle(_wrap(lines, fig), fontsize=13)
+    return fig
+
+
+def _column_figure(
+    rows: int, columns: int, size: tuple[float, float], image_height: float
+) -> tuple[Figure, np.ndarray, Axes]:
+    """A figure with a ``rows`` x ``columns`` grid of axes and, below, a horizontal
+    colour-bar axes in a grid of its own, so that the bar's tick labels do not widen the
+    columns above them (every column the same width)."""
+    plt = pyplot()
+    fig = plt.figure(figsize=size, layout="constrained")
+    # The bar's row: 0.6 inch, of which its ticks and label take about 0.42.
+    outer = fig.add_gridspec(2, 1, height_ratios=[rows * (image_height + 0.2), 0.6])
+    panels = outer[0].subgridspec(rows, columns)
+    grid = np.array(
+        [[fig.add_subplot(panels[r, c]) for c in range(columns)] for r in range(rows)],
+        dtype=object,
+    )
+    side = max(1.0, columns / 4)
+    colorbar_axes = fig.add_subplot(outer[1].subgridspec(1, 3, width_ratios=[side, 4, side])[1])
+    return fig, grid, colorbar_axes
+
+
+def class_columns(
+    model: Any,
+    images: Any,
+    labels: Any,
+    class_names: Sequence[str] | None = None,
+    *,
+    methods: Sequence[str] = ("cam", "gradcam"),
+    layer: str | None = None,
+    alpha: float = 0.5,
+    colormap: str = "jet",
+    model_name: str | None = None,
+    data_name: str | None = None,
+) -> Figure:
+    """One example of every class with its maps, one class per *column*: the coursework's
+    figure in landscape, so that ten classes fit one legible figure.
+
+    For each class, in class order, the first image of that class in ``images`` is
+    explained with ``xai.explain`` for the class the model *predicts*. The first row shows
+    the inputs, then one row per method with the map (in [0, 1]) drawn over the image in
+    ``colormap`` at opacity ``alpha``: each map panel holds two images, the input and the
+    map itself (``ax.get_images()[1].get_array()`` is ``Explanation.maps[i]``). Each
+    column is titled with the true class, the predicted class and its softmax
+    probability; misclassified columns are titled in red (bold). Each axes is labelled
+    ``"input c"`` or ``"METHOD c"`` (``ax.get_label()``), ``c`` the true class index.
+    Classes with no example are skipped and named in the figure's title. Below the panels,
+    a solid colour bar labelled ``IMPORTANCE_LABEL``.
+
+    Args:
+        model: a classifier taking ``images`` and returning ``(N, classes)`` scores, left
+            as it was (put it in eval mode).
+        images: ``(N, C, H, W)`` tensor scaled as the model expects, e.g. [0, 1] for
+            ``xai.models.pretrained`` models (also how the images are shown), on the
+            model's device.
+        labels: ``(N,)`` true class indices.
+        class_names: one name per class; default ``model.class_names`` if present, else
+            ``"class i"``.
+        methods: registry names of the methods, one row each.
+        layer: the explained layer (``None``: each method's default).
+        alpha: opacity of the maps over the images, in [0, 1].
+        colormap: an OpenCV colour-map name (``colormaps``).
+        model_name: how the figure's title names the model (default: its class name).
+        data_name: where the images come from, for the title ("the first image of each
+            class in DATA_NAME").
+
+    Returns:
+        The figure: ``1 + len(methods)`` rows, one column per class present.
+    """
+    import torch
+
+    import xai
+    from xai.core.targets import logits_of
+
+    validate("class_columns", _CLASS_GRID, alpha=alpha)
+    if isinstance(methods, str):
+        methods = (methods,)
+    methods = list(methods)
+    if not methods:
+        raise XAIValueError("methods must name at least one method, e.g. ('cam', 'gradcam')")
+    heat = _listed_colormap(colormap)  # an unknown colour map is refused before any work
+    batch, truth, names, classes, missing = _per_class(model, images, labels, class_names)
+    with torch.no_grad():
+        scores = logits_of(model(batch))
+    if scores is None or scores.ndim != 2:
+        raise XAIValueError(
+            "the model must return (N, classes) scores (a tensor, or one in .logits); "
+            "wrap it in a module that returns them"
+        )
+    probabilities = torch.softmax(scores.float(), dim=1).cpu()
+    predicted = probabilities.argmax(dim=1)
+    names = _names(model, class_names, max(classes, int(predicted.max()) + 1))
+    explanations = {
+        method: xai.explain(model, batch, method=method, layer=layer, target=predicted.tolist())
+        for method in methods
+    }
+
+    rows, columns = 1 + len(methods), len(truth)
+    cell_width, image_height = _cell(tuple(batch.shape[-2:]), 1.6, 1.75)
+    title_height = 0.62  # three lines of 10-point text
+    size = (
+        max(cell_width * columns + 0.6, 6.0),
+        (image_height + 0.15) * rows + title_height + 1.5,
+    )
+    fig, grid, colorbar_axes = _column_figure(rows, columns, size, image_height)
+    wrong = 0
+    for column in range(columns):
+        true_class, guess = int(truth[column]), int(predicted[column])
+        mistake = true_class != guess
+        wrong += mistake
+        rgb = to_rgb(batch[column])
+        top = grid[0, column]
+        _show(top, rgb)
+        top.set_label(f"input {true_class}")
+        top.set_title(
+            f"true: {names[true_class]}\npred: {names[guess]}\n"
+            f"p = {float(probabilities[column, guess]):.2f}",
+            fontsize=10,
+            color=_MISTAKE_COLOR if mistake else "black",
+            fontweight="bold" if mistake else "normal",
+        )
+        for row, method in enumerate(methods, start=1):
+            ax = grid[row, column]
+            _show(ax, rgb)
+            saliency = _to_numpy(explanations[method].maps[column]).astype(np.float32)
+            ax.imshow(
+                saliency,
+                cmap=heat,
+                vmin=0.0,
+                vmax=1.0,
+                alpha=alpha,
+                interpolation="nearest",
+                extent=(-0.5, rgb.shape[1] - 0.5, rgb.shape[0] - 0.5, -0.5),
+            )
+            ax.set_label(f"{method} {true_class}")
+    for row, name in enumerate(["input", *methods]):
+        grid[row, 0].set_ylabel(name, fontsize=11)
+    _colorbar(fig, colorbar_axes, colormap, IMPORTANCE_LABEL)
+
+    shown = model_name or type(model).__name__
+    lines = [
+        f"{shown}: {', '.join(methods)} maps of the predicted class",
+        f"the first image of each class in {data_name}" if data_name else "one example per class",
+    ]
+    summary = f"{wrong} of {columns} misclassified" + (" (red titles)" if wrong else "")
+    if missing:
+        summary += f"; no example of {_list(missing)}"
+    lines.append(summary)
+    fig.suptitle(_wrap(lines, fig), fontsize=13)
+    return fig
+
+
+def map_figure(
+    pixels: Any,
+    *,
+    title: str,
+    colormap: str = "jet",
+    note: str | None = None,
+    label: str = IMPORTANCE_LABEL,
+) -> Figure:
+    """One picture of a map (an ``overlay`` or a ``colorize`` array), titled, with its
+    colour bar: what ``xai explain`` writes as ``METHOD_overlay.png`` and
+    ``METHOD_heatmap.png`` (unless ``--bare``).
+
+    Args:
+        pixels: ``(H, W, 3)`` RGB drawn pixel for pixel (``to_rgb`` layouts accepted).
+        title: the title, e.g. ``"Bag  99.8 %  — gradcam"``.
+        colormap: the OpenCV colour map the pixels were coloured with (the colour bar's).
+        note: a second title line, e.g. ``"near-empty: 3 % of the top-1 map"``.
+        label: the colour bar's label.
+
+    Returns:
+        The figure: one image axes titled ``title`` (and ``note``), one colour bar.
+    """
+    rgb = to_rgb(pixels)
+    height, width = rgb.shape[:2]
+    # pixel for pixel at 100 dpi (as xai explain saves it) from 200 to 600 pixels high
+    image_height = float(np.clip(height / 100.0, 2.0, 6.0))
+    image_width = image_height * width / height
+    if image_width > 8.0:  # a wide image: keep the figure at most 8 inches wide
+        image_width, image_height = 8.0, 8.0 * height / width
+    # A fixed layout, in inches (the layout engine would take most of the drawing time).
+    fig_width = max(image_width + 0.4, 3.6)
+    fig = pyplot().figure(figsize=(fig_width, image_height))
+    text = _wrap([title, *([note] if note else [])], fig, fontsize=11)
+    title_height = 0.1 + 0.22 * (text.count("\n") + 1)
+    bar_height, below = 0.16, 0.55  # the colour bar, and its ticks and label under it
+    fig_height = below + bar_height + 0.12 + image_height + title_height
+    fig.set_size_inches(fig_width, fig_height)
+    ax = fig.add_axes(
+        (
+            (fig_width - image_width) / 2 / fig_width,
+            (below + bar_height + 0.12) / fig_height,
+            image_width / fig_width,
+            image_height / fig_height,
+        )
+    )
+    colorbar_axes = fig.add_axes(
+        (0.2 / fig_width, below / fig_height, 1 - 0.4 / fig_width, bar_height / fig_height)
+    )
+    _show(ax, rgb)
+    ax.set_title(text, fontsize=11)
+    _colorbar(fig, colorbar_axes, colormap, label)
     return fig

@@ -1,0 +1,164 @@
+"""``xai grid``: one example of every class, its maps under each method, one class per
+column (``xai.viz.grids.class_columns``): the coursework's per-class figure as one PNG."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xai.cli._common import HelpFormatter, add_device_option, add_model_options, input_size, load
+from xai.core.errors import XAIValueError
+
+if TYPE_CHECKING:
+    import torch
+
+    from xai.models.loading import LoadedModel
+
+EXAMPLES = """examples:
+  xai grid --out grid.png
+        CAM and Grad-CAM of the embedded model's ten shipped samples, one per column
+  xai grid --data fashion-mnist:test --methods gradcam,scorecam,eigencam --out test.png
+        the first test image of each class, under three methods
+  xai grid --data photos/ --model net.pt --arch gapcnn --out photos.png
+        a folder of images whose file names start with their class index (3-dress.png)
+
+Each column is one class: the input on top, then one row per method with the map of the
+predicted class over the image; its title gives the true and the predicted class and
+the predicted probability, in red where the model is wrong. DATA is a folder (file names
+starting with the class index, like `xai samples` writes), an MNIST-family IDX image file
+with its labels file beside it, or a data set name: fashion-mnist:test, mnist:train.
+"""
+
+#: A folder's file name gives its image's class: leading digits, as in ``7-sneaker.png``.
+_CLASS_INDEX = re.compile(r"^(\d+)")
+
+#: Samples read at a time while looking for the first image of each class in a data set.
+_CHUNK = 1024
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "grid",
+        help="one example per class and its maps, one class per column, as one PNG",
+        description="The per-class figure: the first example of each class (by default "
+        "the embedded model's shipped samples), its maps for the predicted class under "
+        "each method, true and predicted class and probability above each column.",
+        epilog=EXAMPLES,
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument(
+        "--data",
+        metavar="DATA",
+        help="a folder of images named by class index (3-dress.png), an IDX file or a data "
+        "set name such as fashion-mnist:test (default: the embedded model's ten samples)",
+    )
+    p.add_argument(
+        "--methods",
+        "-m",
+        default="cam,gradcam",
+        help="the methods, one row each, separated by commas (see `xai methods`), or all",
+    )
+    p.add_argument("--layer", help="the layer to explain (default: each method's default)")
+    p.add_argument("--out", "-o", type=Path, default=Path("grid.png"), help="the PNG to write")
+    add_device_option(p)
+    add_model_options(p)
+
+
+def _folder(
+    paths: list[Path], what: str, loaded: LoadedModel, args: argparse.Namespace
+) -> tuple[torch.Tensor, list[int]]:
+    """The images of ``paths`` as the model's inputs, and their classes from their names."""
+    import torch
+
+    from xai.images import read_image, to_input
+
+    labels = []
+    for path in paths:
+        match = _CLASS_INDEX.match(path.name)
+        if match is None:
+            raise XAIValueError(
+                f"{what}: the file name {path.name} does not start with its class index; "
+                f"name each image INDEX-anything.png, such as 3-dress.png"
+            )
+        labels.append(int(match[1]))
+    channels, size = input_size(loaded, args.input_size)
+    images = [read_image(path) for path in paths]
+    if channels is None:
+        channels = 1 if images[0].mode == "gray" else 3
+    size = size or images[0].size
+    return torch.stack([to_input(image, channels, size) for image in images]), labels
+
+
+def _data_set(spec: str, loaded: LoadedModel, args: argparse.Namespace) -> tuple[Any, list[int]]:
+    """The first sample of each class of a data set (an IDX file or a name), read in
+    chunks until every class has one."""
+    import torch
+
+    from xai.data.sources import as_source
+
+    channels, size = input_size(loaded, args.input_size)
+    shape = (channels, *size) if channels is not None and size is not None else None
+    source = as_source(spec, input_shape=shape)
+    if not source.has_labels:
+        raise XAIValueError(
+            f"--data {spec} has no labels (an IDX file needs its labels file beside it); "
+            f"pass a data set name or a folder of images named by class index"
+        )
+    names = loaded.class_names or source.class_names
+    wanted = len(names) if names else None
+    first: dict[int, Any] = {}
+    for start in range(0, len(source), _CHUNK):
+        batch = source.batch(start, min(start + _CHUNK, len(source)))
+        assert batch.labels is not None
+        for x, label in zip(batch.x, batch.labels.tolist(), strict=True):
+            first.setdefault(int(label), x)
+        if wanted is not None and len(first) >= wanted:
+            break
+    if not first:
+        raise XAIValueError(f"--data {spec} holds no samples")
+    labels = sorted(first)
+    return torch.stack([first[label] for label in labels]), labels
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    import xai
+    from xai._files import check_writable_file
+    from xai.cli.explain import check_layer, parse_methods
+    from xai.core.inputs import prepare_inputs
+    from xai.viz.grids import class_columns, save_figure
+
+    methods = parse_methods(args.methods)
+    out = check_writable_file(args.out, "--out", example="grid.png")
+    if args.data is not None and Path(args.data).is_dir():
+        from xai.images import find_images
+
+        paths, source = find_images([args.data]), f"the images of {args.data}"
+    elif args.data is None:
+        paths, source = [path for _, path in xai.models.sample_images()], "the shipped samples"
+    else:
+        paths, source = [], f"{args.data}"
+    loaded = load(args)
+    if args.layer:
+        check_layer(loaded.model, args.layer)
+    if paths:
+        what = "--data" if args.data is not None else "the shipped samples"
+        x, labels = _folder(paths, what, loaded, args)
+    else:
+        x, labels = _data_set(args.data, loaded, args)
+    x = prepare_inputs(loaded.model, x)  # on the model's device, in its dtype
+    figure = class_columns(
+        loaded.model,
+        x,
+        torch.tensor(labels),
+        loaded.class_names,
+        methods=methods,
+        layer=args.layer,
+        model_name=loaded.spec,
+        data_name=source,
+    )
+    print(f"wrote {save_figure(figure, out)}")
+    return 0
