@@ -86,7 +86,7 @@ def _one_line_error(result: subprocess.CompletedProcess[str], pattern: str) -> N
 
 def test_explain_one_image_writes_what_the_library_computes(tmp_path, model):
     out = tmp_path / "out"
-    result = run("explain", SAMPLES["Sneaker"], "--out", out)
+    result = run("explain", SAMPLES["Sneaker"], "--bare", "--out", out)  # the bare pixels
     assert result.returncode == 0, result.stderr
     folder = out / "7-sneaker.png"
     assert sorted(p.name for p in folder.iterdir()) == [
@@ -154,6 +154,7 @@ def test_explain_many_images_all_methods_and_a_named_target(tmp_path, files):
         "viridis",
         "--alpha",
         "0.3",
+        "--bare",  # the titled pictures: tests/test_explain_pictures.py
     )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == [
@@ -185,7 +186,7 @@ def test_explain_many_images_all_methods_and_a_named_target(tmp_path, files):
 def test_explain_converts_colour_transparency_and_16_bit(tmp_path, files, model):
     out = tmp_path / "out"
     names = ("wide.jpg", "alpha.png", "deep.png")
-    result = run("explain", *(files[n] for n in names), "--method", "cam", "--out", out)
+    result = run("explain", *(files[n] for n in names), "--method", "cam", "--bare", "--out", out)
     assert result.returncode == 0, result.stderr
     for name, mode, display in [
         ("wide.jpg", "rgb", [360, 600]),

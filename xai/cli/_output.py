@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +20,17 @@ if TYPE_CHECKING:
 
     from xai.models.loading import LoadedModel
 
-__all__ = ["NEAR_EMPTY", "Item", "Result", "strength", "table", "versions", "write_item"]
+__all__ = [
+    "NEAR_EMPTY",
+    "Item",
+    "Result",
+    "picture_title",
+    "strength",
+    "table",
+    "versions",
+    "weak_note",
+    "write_item",
+]
 
 #: Overlays of images smaller than this (on the short side) are enlarged to stay legible.
 MIN_DISPLAY = 224
@@ -28,7 +38,7 @@ MIN_DISPLAY = 224
 
 #: A map whose maximum is at most this share of the top-1 class's map (same image and
 #: method) is reported as near-empty: min-max scaling would make it look strong.
-NEAR_EMPTY = 0.01
+NEAR_EMPTY = 0.05
 
 
 @dataclass
@@ -41,6 +51,8 @@ class Item:
     mode: str
     shape: tuple[int, int, int]  # the model input made from it, (C, H, W)
     summary: tuple[str, float, str, float, str] | None = None  # for the table
+    # why the input looks unlike the training images (xai.core.ood), for the manifest
+    input_warnings: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,27 @@ def strength(result: Result) -> str:
         return "-"
     text = f"{100 * result.relative:.3g}%"
     return f"{text} near-empty" if result.near_empty else text
+
+
+def weak_note(result: Result) -> str | None:
+    """The title's note on a weak map: ``"near-empty: 3 % of the top-1 map"``,
+    ``"all zero"``, or ``None``."""
+    if float(result.raw.max()) <= 0.0:
+        return "all zero: no evidence for this class"
+    if result.near_empty and result.relative is not None:
+        return f"near-empty: {100 * result.relative:.2g} % of the top-1 map"
+    return None
+
+
+def picture_title(
+    method: str, result: Result, class_names: list[str], probability: float | None
+) -> str:
+    """A picture's title: ``"Bag  99.8 %  — gradcam"`` (the explained class and its
+    softmax probability)."""
+    if result.target < 0:
+        return method
+    score = f"{100 * probability:.1f} %" if probability is not None else f"{result.score:.2f}"
+    return f"{class_names[result.target]}  {score}  \u2014 {method}"
 
 
 def _display(rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
@@ -100,6 +133,14 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     atomic_write_bytes(path, encoded.tobytes())
 
 
+def _write_figure(
+    path: Path, pixels: np.ndarray, heading: str, remark: str | None, colormap: str
+) -> None:
+    from xai.viz.grids import map_figure, save_figure
+
+    save_figure(map_figure(pixels, title=heading, colormap=colormap, note=remark), path, dpi=100)
+
+
 def versions() -> dict[str, str]:
     import platform
 
@@ -129,12 +170,20 @@ def write_item(
     class_names: list[str],
     args: argparse.Namespace,
     versions: dict[str, str],
+    *,
+    model_input: torch.Tensor | None = None,
 ) -> None:
-    """Write one image's files into ``folder`` (a fresh, partial folder: see _folders)."""
+    """Write one image's files into ``folder`` (a fresh, partial folder: see _folders).
+
+    The overlay and heatmap PNGs are titled figures with a colour bar (``map_figure``),
+    or, with ``args.bare``, the bare pixels; ``model_input`` (what the model was given)
+    is shown beside the original in the comparison grid."""
     import numpy as np
 
     from xai._files import atomic_write, atomic_write_text
     from xai.viz.overlay import colorize, overlay
+
+    bare = bool(getattr(args, "bare", False))
 
     rgb, size = _display(rgb)
     top = probabilities.topk(min(5, len(class_names)))
@@ -149,12 +198,24 @@ def write_item(
             "heatmap": f"{method}_heatmap.png",
             "raw": f"{method}_raw.npy",
         }
-        _write_png(folder / files["overlay"], overlay(rgb, saliency, args.alpha, args.colormap))
-        _write_png(folder / files["heatmap"], colorize(saliency, args.colormap))
-        raw = explanation.raw.numpy().astype(np.float32)
-        atomic_write(folder / files["raw"], partial(np.save, arr=raw))
         index = explanation.target
         name = class_names[index] if index >= 0 else None
+        chance = float(probabilities[index]) if index >= 0 else None
+        heading = picture_title(method, explanation, class_names, chance)
+        remark = weak_note(explanation)
+        if not registry.get(method).class_specific:
+            remark = "class-agnostic: same for all classes"
+        pictures = {
+            "overlay": overlay(rgb, saliency, args.alpha, args.colormap),
+            "heatmap": colorize(saliency, args.colormap),
+        }
+        for kind, pixels in pictures.items():
+            if bare:
+                _write_png(folder / files[kind], pixels)
+            else:
+                _write_figure(folder / files[kind], pixels, heading, remark, args.colormap)
+        raw = explanation.raw.numpy().astype(np.float32)
+        atomic_write(folder / files["raw"], partial(np.save, arr=raw))
         if not registry.get(method).class_specific:
             subtitles[method] = "class-agnostic"
         elif name:
@@ -175,6 +236,8 @@ def write_item(
                 # the same method's map for the image's top-1 class (1 when it is that one).
                 "raw_max_relative_to_top1": explanation.relative,
                 "near_empty": explanation.near_empty,
+                "title": heading,
+                "note": remark,
                 "files": files,
             }
         )
@@ -186,6 +249,9 @@ def write_item(
             "mode": item.mode,
         },
         "input_size": list(item.shape),
+        # why the image looks unlike the training images (colour, aspect, size, intensity,
+        # background): xai.core.ood; the run still explains it
+        "input_warnings": item.input_warnings,
         "preprocessing": {
             "channels": "gray: BT.601 luma" if item.shape[0] == 1 else "RGB",
             "resize": "stretched to the input size (area when shrinking, bilinear else)",
@@ -208,6 +274,7 @@ def write_item(
             "width": size[1],
             "alpha": args.alpha,
             "colormap": args.colormap,
+            "bare": bare,
         },
         "versions": versions,
     }
@@ -223,6 +290,7 @@ def write_item(
             alpha=args.alpha,
             colormap=args.colormap,
             subtitles=subtitles,
+            model_input=model_input,
         )
         save_figure(figure, folder / "comparison.png")
         manifest["comparison"] = "comparison.png"

@@ -53,12 +53,16 @@ EXAMPLES = """examples:
   xai explain x.png --model net.pt --arch gapcnn --layer features.12
   xai explain x.png --model mypkg.models:build_net --input-size 3,224,224
 
-Per image it writes OUT/NAME/: METHOD_overlay.png, METHOD_heatmap.png, METHOD_raw.npy
-(the map before resizing and normalisation), comparison.png (several methods) and
+Per image it writes OUT/NAME/: METHOD_overlay.png, METHOD_heatmap.png (titled with the
+class, its probability and a note on a near-empty map, with a colour bar; --bare: the
+pixels alone), METHOD_raw.npy (the map before resizing and normalisation),
+comparison.png (several methods: the original, the model's input, the overlays) and
 manifest.json; OUT/index.html shows the run's images, predictions and maps in a browser
 (offline: it links only the files beside it). Images are converted to the model's
 channels and size; pictures drawn dark on light need --invert for MNIST-family models,
-which saw light on black.
+which saw light on black. An input unlike the training images (colour turned gray, a
+far aspect ratio or size, an odd brightness or background) gets one warning line per
+reason, recorded in its manifest (input_warnings); it is explained all the same.
 """
 
 
@@ -132,6 +136,12 @@ def add_parser(commands: Any) -> None:
         action="store_true",
         help="read images whose data the decoder reports as damaged (a warning each) "
         "instead of refusing them",
+    )
+    p.add_argument(
+        "--bare",
+        action="store_true",
+        help="write METHOD_overlay.png and METHOD_heatmap.png as bare pixels (the image's "
+        "own size, or enlarged to 224 when smaller), without the title and colour bar",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no table")
     add_device_option(p)
@@ -324,6 +334,38 @@ def _forward(model: Any, x: torch.Tensor) -> torch.Tensor:
     return logits
 
 
+def training_statistics(loaded: LoadedModel) -> dict[str, Any] | None:
+    """The training images' pixel statistics from the model's card (``input_statistics``,
+    as the embedded model's card and ``xai train``'s cards record them), or ``None``."""
+    import json
+
+    card = getattr(loaded.model, "card", None)
+    if not isinstance(card, dict) and loaded.details.get("card"):
+        try:
+            card = json.loads(Path(loaded.details["card"]).read_text())
+        except (OSError, ValueError):
+            card = None
+    stats = card.get("input_statistics") if isinstance(card, dict) else None
+    return stats if isinstance(stats, dict) else None
+
+
+def _check_input(
+    item: Item,
+    pixels: Any,
+    model_input: torch.Tensor,
+    statistics: dict[str, Any] | None,
+    args: argparse.Namespace,
+) -> None:
+    """Warn, one line per reason, when the image is far from the training images
+    (``xai.core.ood``); the reasons go into the image's manifest."""
+    from xai.core.ood import check_input
+
+    found = check_input(pixels, model_input, statistics, inverted=args.invert)
+    item.input_warnings = [w.to_dict() for w in found]
+    for warning in found:
+        print(f"xai: warning: {item.path}: {warning.message} [{warning.reason}]", file=sys.stderr)
+
+
 @dataclass
 class Computed:
     """What the command keeps of one image until every image is explained."""
@@ -357,22 +399,20 @@ def _compute(
     model = loaded.model
     layer = parse_layers(args.layer)
     options = options or {}
+    statistics = training_statistics(loaded)
     bar = ProgressBar(len(items), "explaining", enabled=len(items) > 1 and not args.quiet)
     class_names: list[str] = []
     target: int | None = None
     computed: list[Computed] = []
     for number, batch in enumerate(_batches(items, args.batch_size)):
-        images = [_read(item.path, args, quiet=True) for item in batch]
-        x = prepare_inputs(  # on the model's device, in its dtype
-            model,
-            torch.stack(
-                [
-                    to_input(image, item.shape[0], item.shape[1:], invert=args.invert)
-                    for image, item in zip(images, batch, strict=True)
-                ]
-            ),
-        )
-        del images
+        inputs = []
+        for item in batch:
+            image = _read(item.path, args, quiet=True)
+            inputs.append(to_input(image, item.shape[0], item.shape[1:], invert=args.invert))
+            _check_input(item, image.pixels, inputs[-1], statistics, args)
+            del image
+        x = prepare_inputs(model, torch.stack(inputs))  # on the model's device, in its dtype
+        del inputs
         logits = _forward(model, x).float()
         if number == 0:
             class_names = _class_names(loaded, int(logits.shape[1]))
@@ -413,6 +453,7 @@ def _fill(
     *,
     record: Computed,
     rgb: Any,
+    model_input: torch.Tensor,
     probabilities: torch.Tensor,
     loaded: LoadedModel,
     class_names: list[str],
@@ -430,6 +471,7 @@ def _fill(
         class_names,
         args,
         packages,
+        model_input=model_input,
     )
 
 
@@ -443,13 +485,18 @@ def _write(
     earlier run's folder. A failure here (a full disk) is reported with what was written."""
     import torch
 
+    from xai.images import to_input
+
     packages = versions()
     replaced = 0
     for done, record in enumerate(computed):
+        image = _read(record.item.path, args, quiet=True)
+        shape = record.item.shape
         fill = partial(
             _fill,
             record=record,
-            rgb=_read(record.item.path, args, quiet=True).rgb(),
+            rgb=image.rgb(),
+            model_input=to_input(image, shape[0], shape[1:], invert=args.invert),
             probabilities=torch.softmax(record.logits, dim=0),
             loaded=loaded,
             class_names=class_names,

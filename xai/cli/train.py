@@ -18,8 +18,9 @@ HELP = """examples:
   xai train --model mlp --fraction 0.1 --cv 5 --out mlp.pt     5-fold cross-validation
 
 Saves the state_dict to OUT and a JSON card beside it (OUT.json: architecture and its
-configuration, class names, history, test metrics, device), so `xai explain --model OUT`
-loads it again (the card beside it names the architecture), and so does
+configuration, class names, history, test metrics, device, and input_statistics, the
+training images' pixel statistics that `xai explain` checks inputs against), so
+`xai explain --model OUT` loads it again (the card beside it names the architecture), and so does
 xai.models.build(card["architecture"]["name"], card["architecture"]["config"]).
 """
 
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from xai.core.ood import input_statistics
     from xai.data import splits
     from xai.models import build
     from xai.training import evaluate, fit
@@ -147,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
         },
         "test_accuracy": test.accuracy,
         "per_class_accuracy": test.per_class_accuracy(),
+        # The training images' pixel statistics: `xai explain` warns when an input is far
+        # from them (xai.core.ood).
+        "input_statistics": input_statistics(data.train.images),
     }
     weights = {name: tensor.cpu() for name, tensor in model.state_dict().items()}
     atomic_write(out, lambda tmp: torch.save(weights, tmp))  # loads on any machine
