@@ -35,7 +35,7 @@ MAX_COLUMNS = 6
 """At most this many panels in a row of ``method_grid``."""
 
 _MISTAKE_COLOR = "#c0001a"
-_SCALE_LABEL = "map value (0 = least, 1 = most important)"
+_SCALE_LABEL = "importance, 0 = least, 1 = most"  # as xai.explanation.IMPORTANCE_LABEL
 
 
 # The constraints of each function's numeric options, declared once.
@@ -209,7 +209,7 @@ def method_grid(
     cell_width, image_height = _cell(rgb.shape, 2.2, 2.0)
     size = (
         max(cell_width * columns, 5.4),
-        (image_height + 0.05 + 0.25 * title_lines) * rows + 0.9 + (0.4 if title else 0.0),
+        (image_height + 0.05 + 0.25 * title_lines) * rows + 0.9 + (0.6 if title else 0.0),
     )
     fig, axes, colorbar_axes = _figure(rows, columns, len(panels), size, image_height)
     for ax, (name, subtitle, pixels) in zip(axes, panels, strict=True):
