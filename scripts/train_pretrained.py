@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 import xai
+from xai.core.ood import input_statistics
 from xai.data import splits as make_splits
 from xai.training import evaluate, fit
 
@@ -140,6 +141,10 @@ def main() -> None:
         "parameters": sum(p.numel() for p in model.parameters()),
         "class_names": list(data.test.class_names),
         "input_size": [1, 28, 28],
+        # what `xai explain` compares an input with (xai.core.ood): all 60,000 images
+        "input_statistics": input_statistics(
+            xai.data.load("fashion-mnist", args.data, split="train").images
+        ),
         "input_scale": "pixels / 255, in [0, 1]; normalisation (mean, std) is inside the model",
         "data": {
             "name": "Fashion-MNIST (Xiao, Rasul & Vollgraf 2017)",
