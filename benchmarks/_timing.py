@@ -14,11 +14,18 @@ from collections.abc import Callable
 __all__ = ["peak_mb", "race", "resident_mb", "worker_peak_mb"]
 
 
-def race(fns: dict[str, Callable[[], object]], rounds: int, budget: float) -> dict[str, float]:
+def race(
+    fns: dict[str, Callable[[], object]], rounds: int, budget: float, *, pause: float = 0.0
+) -> dict[str, float]:
     """Median wall time of each function, timed round-robin so drift hits all alike.
 
     Each function runs once to warm up; then whole rounds (every function once, in turn)
     repeat until ``rounds`` rounds or about ``budget`` seconds, at least one round.
+
+    ``pause`` seconds of untimed sleep before each timed call keep one function's
+    after-effects out of the next one's time: numpy's OpenBLAS threads busy-wait for a
+    while after a linear-algebra call (pytorch-grad-cam's SVD), and a torch forward pass
+    started in that window on two cores took 3.5x its time (76 vs 21 ms, measured).
     """
     start = time.perf_counter()
     for fn in fns.values():
@@ -28,6 +35,8 @@ def race(fns: dict[str, Callable[[], object]], rounds: int, budget: float) -> di
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            if pause:
+                time.sleep(pause)
             t0 = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - t0)
