@@ -198,11 +198,11 @@ def test_a_model_without_convolution_or_size_needs_input_size(nets, capsys):
 # ------------------------------------------------------------------------ xai --help
 
 
-def test_xai_help_is_fast_and_imports_no_tqdm():
+def test_xai_help_is_fast_and_imports_no_tqdm_or_rich():
     code = (
         "import sys\nfrom xai.cli import main\ntry:\n    main(['--help'])\n"
         "except SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('tqdm', 'torch') if m in sys.modules))"
+        "print(sorted(m for m in ('tqdm', 'rich', 'torch') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -135,10 +135,10 @@ def test_table_has_an_aligned_auc_column():
     lines = e.table().splitlines()
     header, rows = lines[0], lines[1:-1]
     assert header.split() == ["class", "precision", "recall", "f1", "auc", "support"]
-    column = header.index("auc")
+    end = header.index("auc") + len("auc")  # numbers are right-aligned under their header
     for row, auc in zip(rows, [*e.roc_auc, e.macro_roc_auc], strict=True):
         assert len(row) == len(header)  # every row as wide as the header
-        assert row[column : column + 6].strip() == f"{auc:.3f}"
+        assert row[:end].split()[-1] == f"{auc:.3f}" and row[end] == " "
     assert lines[-1] == f"accuracy {e.accuracy:.4f}"
 
 

@@ -247,10 +247,10 @@ def test_without_ray_the_error_is_the_install_command(tmp_path):
     assert not (tmp_path / "n.zarr").exists()
 
 
-def test_import_xai_never_imports_ray_zarr_or_tqdm():
+def test_import_xai_never_imports_ray_zarr_tqdm_or_rich():
     code = (
         "import sys, xai; xai.explain_dataset; xai.open_store; "
-        "print(sorted(m for m in ('ray', 'zarr', 'tqdm') if m in sys.modules))"
+        "print(sorted(m for m in ('ray', 'zarr', 'tqdm', 'rich') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

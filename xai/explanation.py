@@ -364,33 +364,28 @@ class ShapleyResult:
         digits = validate("ShapleyResult.table", _TABLE, digits=digits)["digits"]
         if self.rows:
             return self._rows_table(digits)
-        names = list(self.feature_names)
-        # v(empty) and v(all) head rows too: every value starts in the same column
-        width = max(len("feature"), len("v(empty)"), *(len(n) for n in names))
+        from xai._tables import text_table
 
         def fmt(value: Any) -> str:
             return _format(value, digits)
 
-        header = f"{'feature':<{width}}  value"
+        header = ["feature", "value"]
+        rows = [[name, fmt(self.values[i])] for i, name in enumerate(self.feature_names)]
         if self.stderr is not None:
-            header += "  (standard error)"
-        lines = [header]
-        for i, name in enumerate(names):
-            line = f"{name:<{width}}  {fmt(self.values[i])}"
-            if self.stderr is not None:
-                line += f"  ({fmt(self.stderr[i])})"
-            lines.append(line)
-        lines.append(f"{'v(empty)':<{width}}  {fmt(self.base_value)}")
-        lines.append(f"{'v(all)':<{width}}  {fmt(self.full_value)}")
-        return "\n".join(lines)
+            header.append("(standard error)")
+            rows = [[*row, f"({fmt(se)})"] for row, se in zip(rows, self.stderr, strict=True)]
+        pad = [""] * (len(header) - 2)
+        rows.append(["v(empty)", fmt(self.base_value), *pad])
+        rows.append(["v(all)", fmt(self.full_value), *pad])
+        return text_table(header, rows)
 
     def _rows_table(self, digits: int) -> str:
         """Over rows: each feature's mean |value| and mean value (per output), most
         important first; then v(empty), shared by the rows."""
+        from xai._tables import text_table
+
         values = np.asarray(self.values, dtype=float)
-        names = self.ranking()
         index = {name: i for i, name in enumerate(self.feature_names)}
-        width = max(len("feature"), len("v(empty)"), *(len(n) for n in names))
 
         def fmt(array: Any) -> str:
             array = np.asarray(array, dtype=float)
@@ -398,14 +393,14 @@ class ShapleyResult:
                 return f"{float(array):.{digits}f}"
             return "[" + ", ".join(f"{v:.{digits}f}" for v in array) + "]"
 
-        lines = [f"{'feature':<{width}}  {'mean |value|':>12}  mean value"]
-        for name in names:
+        rows = []
+        for name in self.ranking():
             column = values[:, index[name]]
-            mean_abs, mean = np.abs(column).mean(axis=0), column.mean(axis=0)
-            lines.append(f"{name:<{width}}  {fmt(mean_abs):>12}  {fmt(mean)}")
-        lines.append(f"{'v(empty)':<{width}}  {fmt(self.base_value):>12}")
-        lines.append(f"({len(values)} rows; v(empty) + the values of a row = that row's f(x))")
-        return "\n".join(lines)
+            rows.append([name, fmt(np.abs(column).mean(axis=0)), fmt(column.mean(axis=0))])
+        rows.append(["v(empty)", fmt(self.base_value), ""])
+        table = text_table(["feature", "mean |value|", "mean value"], rows, right=[1])
+        note = f"({len(values)} rows; v(empty) + the values of a row = that row's f(x))"
+        return table + "\n" + note
 
     def plot(self, *, output: int = 0, title: str | None = None, digits: int = 3) -> Figure:
         """The values as a figure: for one instance the waterfall from ``base_value`` to

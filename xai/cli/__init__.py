@@ -73,10 +73,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _methods() -> int:
-    width = max(len(name) for name in registry.methods())
+    from xai._tables import text_table
+
+    rows = []
     for name in registry.methods():
         info = registry.get(name)
-        print(f"{name:<{width}}  {info.summary}  [{info.paper}]")
+        rows.append((name, f"{info.summary}  [{info.paper}]"))
+    print(text_table(("method", "what it shows  [paper]"), rows))
     return 0
 
 

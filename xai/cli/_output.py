@@ -308,12 +308,11 @@ def write_item(
 
 def table(items: list[Item]) -> str:
     """The printed summary: one row per image, for the first method."""
-    rows = [("image", "prediction", "explained (score)", "map vs top-1")]
+    from xai._tables import text_table
+
+    rows = []
     for item in items:
         assert item.summary is not None
         prediction, _, explained, score, relative = item.summary
         rows.append((item.path.name, prediction, f"{explained} ({score:.2f})", relative))
-    widths = [max(len(row[c]) for row in rows) for c in range(4)]
-    return "\n".join(
-        "  ".join(cell.ljust(widths[c]) for c, cell in enumerate(row)).rstrip() for row in rows
-    )
+    return text_table(("image", "prediction", "explained (score)", "map vs top-1"), rows)

@@ -112,7 +112,7 @@ def layers(args: argparse.Namespace) -> int:
             default = default_layer(loaded.model, x).name
     except XAIValueError:
         default = None
-    rows = [("layer", "type", "output (C x H x W)")]
+    rows: list[tuple[str, str, str]] = []
     seen = set()
     for call in calls:
         output = call.output
@@ -129,14 +129,14 @@ def layers(args: argparse.Namespace) -> int:
             shape = " x ".join(str(d) for d in output.shape[1:])
         mark = "  <- default" if call.name == default else ""
         rows.append((call.name, type(call.module).__name__, shape + mark))
-    if len(rows) == 1:
+    if not rows:
         raise XAIValueError(
             f"{loaded.spec} has no layer returning (N, C, H, W) feature maps or (N, tokens, "
             f"C) for an input of {tuple(x.shape[1:])}; CAM methods need such layers"
         )
-    widths = [max(len(r[c]) for r in rows) for c in range(3)]
-    for row in rows:
-        print("  ".join(cell.ljust(widths[c]) for c, cell in enumerate(row)).rstrip())
+    from xai._tables import text_table
+
+    print(text_table(("layer", "type", "output (C x H x W)"), rows))
     size = "x".join(str(d) for d in x.shape[1:])
     print(f"(traced with one {size} input; default: {default or 'none found'})")
     return 0

@@ -107,10 +107,10 @@ class SanityResult:
 
     def table(self) -> str:
         """A plain-text table: layer randomised so far, and the mean ρ."""
-        lines = ["randomised down to        mean Spearman rho"]
-        for name, value in zip(self.layers, self.mean, strict=True):
-            lines.append(f"{name:<25} {value:8.3f}")
-        return "\n".join(lines)
+        from xai._tables import text_table
+
+        rows = [[name, f"{value:.3f}"] for name, value in zip(self.layers, self.mean, strict=True)]
+        return text_table(["randomised down to", "mean Spearman rho"], rows, right=[1])
 
 
 def _parameterised_layers_top_down(model: nn.Module, x: torch.Tensor) -> list[str]:

@@ -232,25 +232,21 @@ class Evaluation:
     def table(self) -> str:
         """Per-class precision, recall, F1, ROC AUC (when the probabilities are kept) and
         support; their macro averages; the accuracy."""
-        width = max(len("macro"), *(len(n) for n in self.class_names))
+        from xai._tables import text_table
+
         auc = self.probabilities is not None and self.labels is not None
-        lines = [
-            f"{'class':<{width}}  precision  recall  f1      {'auc     ' if auc else ''}support"
-        ]
+        header = ["class", "precision", "recall", "f1", *(["auc"] if auc else []), "support"]
         support = self.confusion.sum(axis=1)
+        rows = []
         for i, name in enumerate(self.class_names):
-            cell = f"{self.roc_auc[i]:6.3f}  " if auc else ""
-            lines.append(
-                f"{name:<{width}}  {self.precision[i]:9.3f}  {self.recall[i]:6.3f}  "
-                f"{self.f1[i]:6.3f}  {cell}{support[i]:7d}"
-            )
-        cell = f"{self.macro_roc_auc:6.3f}  " if auc else ""
-        lines.append(
-            f"{'macro':<{width}}  {self.macro_precision:9.3f}  {self.macro_recall:6.3f}"
-            f"  {self.macro_f1:6.3f}  {cell}{support.sum():7d}"
-        )
-        lines.append(f"accuracy {self.accuracy:.4f}")
-        return "\n".join(lines)
+            cells = [self.precision[i], self.recall[i], self.f1[i]]
+            cells += [self.roc_auc[i]] if auc else []
+            rows.append([name, *(f"{v:.3f}" for v in cells), str(support[i])])
+        cells = [self.macro_precision, self.macro_recall, self.macro_f1]
+        cells += [self.macro_roc_auc] if auc else []
+        rows.append(["macro", *(f"{v:.3f}" for v in cells), str(support.sum())])
+        table = text_table(header, rows, right=range(1, len(header)))
+        return table + f"\naccuracy {self.accuracy:.4f}"
 
 
 def evaluate(
