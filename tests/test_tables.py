@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from xai._tables import text_table
+from xai.core.errors import XAIValueError
 
 
 def test_columns_two_spaces_apart_numbers_right_aligned_no_trailing_space():
@@ -34,5 +35,5 @@ def test_the_environment_does_not_change_the_text(monkeypatch):
 
 
 def test_a_ragged_row_is_refused():
-    with pytest.raises(ValueError, match="2 cells for 3 columns"):
+    with pytest.raises(XAIValueError, match="2 cells for 3 columns"):
         text_table(("a", "b", "c"), [("1", "2")])

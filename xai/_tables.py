@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
+from xai.core.errors import XAIValueError
+
 __all__ = ["text_table"]
 
 
@@ -41,7 +43,7 @@ def text_table(
         table.add_column(Text(name), justify="right" if c in right else "left", no_wrap=True)
     for row in rows:
         if len(row) != len(header):
-            raise ValueError(f"a table row has {len(row)} cells for {len(header)} columns")
+            raise XAIValueError(f"a table row has {len(row)} cells for {len(header)} columns")
         table.add_row(*(Text(cell) for cell in row))
     out = io.StringIO()
     console = Console(

@@ -79,7 +79,7 @@ def _methods() -> int:
     for name in registry.methods():
         info = registry.get(name)
         rows.append((name, f"{info.summary}  [{info.paper}]"))
-    print(text_table(("method", "what it shows  [paper]"), rows))
+    print(text_table(("method", "summary"), rows, show_header=False))  # a name per line
     return 0
 
 
