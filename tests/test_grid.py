@@ -165,9 +165,50 @@ def test_data_spec_takes_the_first_test_image_of_each_class():
         np.testing.assert_array_equal(x[c, 0].numpy(), test.images[first] / np.float32(255))
 
 
+@pytest.mark.skipif(not fashion_mnist_installed(), reason="Fashion-MNIST is not installed")
+def test_mistakes_are_the_first_misclassified_test_samples_read_in_chunks(monkeypatch):
+    """--mistakes N keeps exactly find_mistakes' first N over the whole test set (their
+    positions, images and labels), reading it in chunks smaller than the run needs."""
+    from xai.cli import grid
+    from xai.viz.mistakes import find_mistakes
+
+    test = xai.data.load("fashion-mnist", split="test")
+    model = xai.models.pretrained("fashion-mnist")
+    x, y = test.tensors()
+    expected = find_mistakes(model, (x[:3000], y[:3000]), 40)  # 7 % of 3,000: enough
+    assert len(expected) == 40
+    monkeypatch.setattr(grid, "_CHUNK", 100)  # the 40th mistake lies beyond many chunks
+    args = argparse.Namespace(input_size=None, mistakes=40, data="fashion-mnist:test")
+    images, labels, positions, seen = grid._mistakes(load_model(None), args, [], "--data")
+    assert positions == expected.indices.tolist() and seen == positions[-1] + 1
+    np.testing.assert_array_equal(labels.numpy(), y[positions].numpy())
+    np.testing.assert_array_equal(images.numpy(), x[positions].numpy())
+    fig = xai.viz.mistakes.plot_mistakes(model, (images, labels), 3, positions=positions)
+    assert fig.mistakes.indices.tolist() == [0, 1, 2]  # every kept sample is a mistake
+    assert fig.axes[0].get_title().startswith(f"image #{positions[0]}\n")
+    with pytest.raises(ValueError, match="one number per sample: 40 samples, got 1"):
+        xai.viz.mistakes.plot_mistakes(model, (images, labels), 3, positions=[7])
+
+
+@pytest.mark.skipif(not fashion_mnist_installed(), reason="Fashion-MNIST is not installed")
+def test_cli_mistakes_writes_the_gallery_and_says_when_there_is_none(tmp_path):
+    result = run_xai("grid", "--data", "fashion-mnist:test", "--mistakes", "2", "--out",
+                     "m.png", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "wrote m.png"
+    height, width = cv2.imread(str(tmp_path / "m.png")).shape[:2]
+    assert width > 1000 and height > 500  # two rows of four panels
+    result = run_xai("grid", "--mistakes", "3", "--out", "none.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "no sample is misclassified; nothing written" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.png"]
+
+
 @pytest.mark.parametrize(
     ("args", "pattern"),
     [
+        (["--mistakes", "2", "--methods", "cam,gradcam"], "--mistakes draws one method's"),
+        (["--mistakes", "0"], "at least 1, got '0'"),
         (["--methods", "gradcan"], "unknown method 'gradcan'"),
         (["--data", "nowhere"], "nowhere is no file or folder"),
         (["--data", "{empty}"], "has no PNG or JPEG images"),

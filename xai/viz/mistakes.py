@@ -72,6 +72,8 @@ def find_mistakes(
     count = int(check(count, [Integer(1)], "count", "find_mistakes"))
     top = int(check(top, [Integer(1)], "top", "find_mistakes"))
     x, y, _ = _tensors(data)
+    if not len(x):
+        raise XAIValueError("find_mistakes: data holds no samples")
     probabilities = predict_proba(model, x, batch_size)
     labels = y.numpy().astype(np.int64)
     predicted = probabilities.argmax(1)
@@ -110,6 +112,7 @@ def plot_mistakes(
     top: int = 3,
     title: str = "",
     alpha: float = 0.5,
+    positions: Sequence[int] | None = None,
 ) -> Any:
     """A gallery of the first ``count`` misclassified images, one row each: the image
     (its position in the data, true and predicted class), the ``method``'s map for the
@@ -134,11 +137,19 @@ def plot_mistakes(
         top: how many classes to list.
         title: an optional title over the figure.
         alpha: opacity of the maps over the images.
+        positions: the number shown for each sample of ``data`` (``image #k``), when
+            ``data`` was drawn from a larger set (default: its position in ``data``).
     """
     import xai
 
     mistakes = find_mistakes(model, data, count, top=top)
     x, _, names = _tensors(data)
+    if positions is not None and len(positions) != len(x):
+        raise XAIValueError(
+            f"positions must give one number per sample: {len(x)} samples, got "
+            f"{len(positions)} positions"
+        )
+    shown_as = np.asarray(positions if positions is not None else range(len(x)))
     names = tuple(class_names or names or getattr(model, "class_names", None) or ())
     if not names:
         classes = int(mistakes.top.max()) + 1 if len(mistakes) else 0
@@ -165,7 +176,7 @@ def plot_mistakes(
         true_class = names[mistakes.true[row]]
         predicted_class = names[mistakes.predicted[row]]
         panels = [
-            (None, f"image #{mistakes.indices[row]}\ntrue: {true_class}"),
+            (None, f"image #{shown_as[mistakes.indices[row]]}\ntrue: {true_class}"),
             (true_maps[row], f"{method} for the true class\n{true_class}"),
             (predicted_maps[row], f"{method} for the predicted class\n{predicted_class}"),
         ]
