@@ -5,6 +5,7 @@ pixels), and the comparison grid showing the model's input beside the original."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,6 +17,7 @@ import xai.viz.grids as grids
 from xai.cli import main
 from xai.images import read_image, to_input
 from xai.viz.grids import IMPORTANCE_LABEL, map_figure, method_grid
+from xai.viz.map_pictures import MapPictures
 from xai.viz.overlay import to_rgb
 
 SAMPLES = dict(xai.models.sample_images())  # class name -> PNG path
@@ -44,6 +46,14 @@ def drawn(monkeypatch):
 
     spy("map_figure", grids.map_figure)
     spy("method_grid", grids.method_grid)
+    real_save = MapPictures.save
+
+    def save(self, pixels, path, **kwargs):  # every picture written, drawn afresh or not
+        written = real_save(self, pixels, path, **kwargs)
+        made.append(("save", None, {"path": path, **kwargs}))
+        return written
+
+    monkeypatch.setattr(MapPictures, "save", save)
     return made
 
 
@@ -66,8 +76,11 @@ def test_pictures_are_titled_with_class_and_probability(tmp_path, drawn, capsys)
     with torch.no_grad():
         probability = float(torch.softmax(model(x), dim=1)[0, 8])
     expected = f"Bag  {100 * probability:.1f} %  \u2014 gradcam"
+    saved = [kwargs for kind, _, kwargs in drawn if kind == "save"]
+    assert [Path(s["path"]).name for s in saved] == ["gradcam_overlay.png", "gradcam_heatmap.png"]
+    assert [s["title"] for s in saved] == [expected, expected]
     figures = [fig for kind, fig, _ in drawn if kind == "map_figure"]
-    assert len(figures) == 2  # the overlay and the heatmap
+    assert len(figures) == 1  # the heat map's layout is the overlay's: its figure is reused
     for fig in figures:
         (ax,) = _image_axes(fig)
         assert ax.get_title() == expected  # no note: the top-1 map
@@ -95,10 +108,13 @@ def test_near_empty_note_for_a_tiny_map_not_for_top1(tmp_path, drawn):
         if kind == "map_figure":
             title = _image_axes(fig)[0].get_title()
             assert title.startswith("Sneaker  0.0 %") and title.endswith(entry["note"])
+    notes = [kwargs["note"] for kind, _, kwargs in drawn if kind == "save"]
+    assert notes == [entry["note"]] * 2  # the overlay's and the heat map's
     drawn.clear()
     assert main(["explain", str(shirt), "-m", "gradcam", "-q", "--out", str(tmp_path / "b")]) == 0
-    for _kind, fig, _ in drawn:
-        assert "near-empty" not in _image_axes(fig)[0].get_title()
+    for kind, fig, _ in drawn:
+        if kind == "map_figure":
+            assert "near-empty" not in _image_axes(fig)[0].get_title()
 
 
 def test_bare_writes_the_pixels_without_figures(tmp_path, drawn):

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import torch
 
     from xai.models.loading import LoadedModel
+    from xai.viz.map_pictures import MapPictures
 
 __all__ = [
     "NEAR_EMPTY",
@@ -133,14 +134,6 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     atomic_write_bytes(path, encoded.tobytes())
 
 
-def _write_figure(
-    path: Path, pixels: np.ndarray, heading: str, remark: str | None, colormap: str
-) -> None:
-    from xai.viz.grids import map_figure, save_figure
-
-    save_figure(map_figure(pixels, title=heading, colormap=colormap, note=remark), path, dpi=100)
-
-
 def versions() -> dict[str, str]:
     import platform
 
@@ -172,12 +165,21 @@ def write_item(
     versions: dict[str, str],
     *,
     model_input: torch.Tensor | None = None,
+    pictures: MapPictures | None = None,
 ) -> None:
     """Write one image's files into ``folder`` (a fresh, partial folder: see _folders).
 
-    The overlay and heatmap PNGs are titled figures with a colour bar (``map_figure``),
-    or, with ``args.bare``, the bare pixels; ``model_input`` (what the model was given)
-    is shown beside the original in the comparison grid."""
+    The overlay and heatmap PNGs are titled figures with a colour bar (``map_figure``,
+    drawn by ``pictures``, a run's ``MapPictures``, or one of its own), or, with
+    ``args.bare``, the bare pixels; ``model_input`` (what the model was given) is shown
+    beside the original in the comparison grid."""
+    if pictures is None:
+        from xai.viz.map_pictures import MapPictures
+
+        with MapPictures() as own:
+            return write_item(folder, item, rgb, explanations, logits, probabilities, loaded,
+                              class_names, args, versions, model_input=model_input,
+                              pictures=own)  # fmt: skip
     import numpy as np
 
     from xai._files import atomic_write, atomic_write_text
@@ -205,15 +207,18 @@ def write_item(
         remark = weak_note(explanation)
         if not registry.get(method).class_specific:
             remark = "class-agnostic: same for all classes"
-        pictures = {
+        drawn = {
             "overlay": overlay(rgb, saliency, args.alpha, args.colormap),
             "heatmap": colorize(saliency, args.colormap),
         }
-        for kind, pixels in pictures.items():
+        for kind, pixels in drawn.items():
             if bare:
                 _write_png(folder / files[kind], pixels)
             else:
-                _write_figure(folder / files[kind], pixels, heading, remark, args.colormap)
+                pictures.save(
+                    pixels, folder / files[kind], title=heading, colormap=args.colormap,
+                    note=remark,
+                )  # fmt: skip
         raw = explanation.raw.numpy().astype(np.float32)
         atomic_write(folder / files["raw"], partial(np.save, arr=raw))
         if not registry.get(method).class_specific:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     import torch
 
     from xai.models.loading import LoadedModel
+    from xai.viz.map_pictures import MapPictures
 
 __all__ = ["add_parser", "run"]
 
@@ -459,6 +460,7 @@ def _fill(
     class_names: list[str],
     args: argparse.Namespace,
     packages: dict[str, str],
+    pictures: MapPictures,
 ) -> None:
     write_item(
         folder,
@@ -472,6 +474,7 @@ def _fill(
         args,
         packages,
         model_input=model_input,
+        pictures=pictures,
     )
 
 
@@ -486,30 +489,33 @@ def _write(
     import torch
 
     from xai.images import to_input
+    from xai.viz.map_pictures import MapPictures
 
     packages = versions()
     replaced = 0
-    for done, record in enumerate(computed):
-        image = _read(record.item.path, args, quiet=True)
-        shape = record.item.shape
-        fill = partial(
-            _fill,
-            record=record,
-            rgb=image.rgb(),
-            model_input=to_input(image, shape[0], shape[1:], invert=args.invert),
-            probabilities=torch.softmax(record.logits, dim=0),
-            loaded=loaded,
-            class_names=class_names,
-            args=args,
-            packages=packages,
-        )
-        try:
-            replaced += write_folder(args.out / record.item.folder, fill)
-        except OSError as error:
-            raise type(error)(
-                f"{error} ({done} of {len(computed)} image folders were written, each whole; "
-                f"the rest were not)"
-            ) from error
+    with MapPictures() as pictures:  # one figure per picture layout, reused
+        for done, record in enumerate(computed):
+            image = _read(record.item.path, args, quiet=True)
+            shape = record.item.shape
+            fill = partial(
+                _fill,
+                record=record,
+                rgb=image.rgb(),
+                model_input=to_input(image, shape[0], shape[1:], invert=args.invert),
+                probabilities=torch.softmax(record.logits, dim=0),
+                loaded=loaded,
+                class_names=class_names,
+                args=args,
+                packages=packages,
+                pictures=pictures,
+            )
+            try:
+                replaced += write_folder(args.out / record.item.folder, fill)
+            except OSError as error:
+                raise type(error)(
+                    f"{error} ({done} of {len(computed)} image folders were written, each whole; "
+                    f"the rest were not)"
+                ) from error
     return replaced
 
 
