@@ -6,13 +6,26 @@ from __future__ import annotations
 
 import copy
 import logging
+import subprocess
+import sys
 
+import pytest
 import torch
 from torch import fx, nn
 
 import xai
+from xai.core import fold
 from xai.core.fold import folded
 from xai.models import GAPCNN
+
+
+@pytest.fixture(autouse=True)
+def _alone(request, monkeypatch):
+    """Folding is refused while another thread lives (zarr and Ray leave theirs in this
+    process once earlier tests used them): the tests of what folding computes pretend to be
+    alone; the rule itself is tested in a fresh interpreter below."""
+    if "thread" not in request.node.name:
+        monkeypatch.setattr(fold, "_other_threads_alive", lambda: False)
 
 
 def _gapcnn() -> nn.Module:
@@ -145,3 +158,60 @@ def test_scorecam_family_uses_the_folded_copy_and_gives_the_same_maps(caplog):
         assert float((on - reference).abs().max()) <= 2 * rounding + 1e-6, method
         assert model.training is False
         assert all(p.grad is None for p in model.parameters())
+
+
+_THREADS = """
+import threading, torch
+from tests.test_fold import _gapcnn
+from xai.core.fold import folded
+
+model = _gapcnn()
+x = torch.randn(2, 1, 28, 28)
+with torch.no_grad():
+    output = model(x)
+alone = folded(model, x, output) is not model
+release = threading.Event()
+other = threading.Thread(target=release.wait)
+other.start()
+with_other = folded(model, x, output) is not model
+release.set()
+other.join()
+print(threading.active_count(), alone, with_other, folded(model, x, output) is not model)
+"""
+
+
+def test_no_tracing_while_another_thread_is_alive():
+    """torch.fx patches torch.nn.Module.__call__ for the whole process while it traces:
+    a forward pass in another thread then gets proxies. So no fold (no trace) while any
+    other Python thread lives; once it has ended, the fold is back. In a fresh
+    interpreter, where no earlier test has left a thread behind."""
+    done = subprocess.run([sys.executable, "-c", _THREADS], capture_output=True, text=True,
+                          check=True, timeout=120)  # fmt: skip
+    assert done.stdout.split() == ["1", "True", "False", "True"], done.stderr
+
+
+def test_the_traced_window_really_breaks_another_threads_forward():
+    """Why the rule above: inside fx's tracing window a plain call of a module from
+    another thread returns a Proxy, not a tensor (what the FAQ's thread example hit)."""
+    import threading
+
+    model = nn.Sequential(nn.Linear(2, 2))
+    seen = []
+
+    def call() -> None:
+        try:
+            seen.append(type(model(torch.ones(1, 2))))
+        except Exception as error:  # the patched call fails outright
+            seen.append(error)
+
+    class Slow(nn.Module):
+        def forward(self, x):
+            worker = threading.Thread(target=call)
+            worker.start()
+            worker.join()
+            return x
+
+    call()
+    assert seen == [torch.Tensor]  # outside the window: a tensor
+    fx.symbolic_trace(Slow())
+    assert len(seen) == 2 and seen[1] is not torch.Tensor, seen  # inside: anything but

@@ -66,9 +66,11 @@ class ScoreCAM(BaseCAM):
         fold_batchnorm: run the masked images through a copy of the model with each
             evaluation-mode batch norm folded into the convolution before it (the same
             function, about 13 % faster on a ResNet-50; see ``xai.core.fold``). The copy
-            is used only when it is certainly the same function: the model traces with
-            ``torch.fx``, has no hooks, and the copy's output on the image equals the
-            model's to float rounding. ``False``: always the model itself.
+            is used only when it is certainly the same function and the tracing is safe:
+            the model traces with ``torch.fx``, has no hooks, no other Python thread is
+            alive (tracing patches every module's call for the whole process), and the
+            copy's output on the image equals the model's to float rounding. ``False``:
+            always the model itself.
 
     Cost: ``N * C`` extra forward passes (C = the layer's channels), chunked, plus one
     for the baseline. Passes that cannot change the result are skipped: a channel whose

@@ -23,6 +23,12 @@ could change what is computed or gains nothing:
 * any hook on any submodule (or a global module hook): the copy is a traced graph, and
   a hook on a container it flattens would silently stop firing;
 * the model cannot be traced by ``torch.fx`` (data-dependent control flow);
+* another Python thread is alive: ``torch.fx`` traces by replacing
+  ``torch.nn.Module.__call__`` for the whole process while it runs, so a forward pass in
+  another thread at that moment would receive the tracer's proxies instead of tensors
+  (or be recorded into this graph). With one thread only this one can call a module;
+  with more, nothing can rule it out, so no tracing (a notebook kernel keeps a few
+  threads: Score-CAM runs unfolded there, about 13 % slower on a ResNet-50);
 * the copy's output on ``x`` differs from ``output`` (the model's own) by more than
   float rounding.
 
@@ -33,6 +39,7 @@ convolutions, which are new.
 from __future__ import annotations
 
 import logging
+import threading
 
 import torch
 from torch import fx, nn
@@ -53,6 +60,11 @@ def _has_hooks(model: nn.Module) -> bool:
     if any(getattr(module_globals, f"_global{name}", None) for name in names):
         return True
     return any(getattr(m, name, None) for m in model.modules() for name in names)
+
+
+def _other_threads_alive() -> bool:
+    """Whether any Python thread but this one exists (a zarr I/O thread, a notebook's)."""
+    return threading.active_count() > 1
 
 
 def _pairs(graph: fx.Graph, modules: dict[str, nn.Module]) -> list[tuple[fx.Node, fx.Node]]:
@@ -87,6 +99,9 @@ def folded(model: nn.Module, x: torch.Tensor, output: torch.Tensor) -> nn.Module
     if not isinstance(output, torch.Tensor) or _has_hooks(model):
         return model
     if not any(isinstance(m, _NORMS) for m in model.modules()):
+        return model
+    if _other_threads_alive():  # tracing patches every module's __call__: see above
+        logger.debug("folded: %d threads alive; not traced", threading.active_count())
         return model
     try:
         graph_module = fx.symbolic_trace(model)
