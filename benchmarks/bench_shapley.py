@@ -9,7 +9,7 @@ Every measurement runs in a fresh process, so that its peak resident memory (ru_
 is its own:
 
     python benchmarks/bench_shapley.py            # n = 10 to 16 with shap, 20 alone, start-up
-    python benchmarks/bench_shapley.py --quick    # n = 10 and 12, no n = 20
+    python benchmarks/bench_shapley.py --quick    # n = 10 alone: no n = 20, no start-up
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def main() -> None:
 
     import numpy as np
 
-    sizes = [10, 12] if args.quick else list(range(10, 17))
+    sizes = [10] if args.quick else list(range(10, 17))
     rounds = 1 if args.quick else 3
     print(
         f"f(X) = tanh(X W1) w2, {HIDDEN} hidden units, one instance, {BACKGROUND} "
@@ -215,8 +215,8 @@ def main() -> None:
             f"spent inside f, peak {big['peak_mb']:.0f} MB, efficiency gap "
             f"{big['efficiency']:.1e}"
         )
-    if not args.skip_shap:
-        repeats = 1 if args.quick else 3
+    if not args.skip_shap and not args.quick:
+        repeats = 3
         ours_process = whole_process(PROCESS_XAI, repeats)
         shap_process = whole_process(PROCESS_SHAP, repeats)
         print(

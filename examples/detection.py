@@ -31,8 +31,8 @@ score at the last convolution's ReLU. A table gives each map's share of energy i
 item's box (``energy_pointing_game``).
 
 About 90 s on two CPU cores shared with other work (80 s of it training, with one torch
-thread: ``--threads``); ``--fast`` trains 5 epochs of 1,500 canvases and tests on 200
-(about 15 s). Seeded throughout. Needs Debian's ``dataset-fashion-mnist`` package
+thread: ``--threads``); ``--fast`` trains 3 epochs of 1,500 canvases and tests on 200
+(about 10 s). Seeded throughout. Needs Debian's ``dataset-fashion-mnist`` package
 (or ``--data DIR`` with the IDX files):
 
     python examples/detection.py [--fast] [--out docs/images/detection.png]
@@ -72,7 +72,7 @@ LAYER = "body.14"  # the last convolution's ReLU: 32 maps of 20 x 20
 METHODS = {"gradcam": "Grad-CAM", "scorecam": "Score-CAM"}
 SHOWN = 4  # test canvases explained
 FULL = {"train": 5000, "test": 1000, "epochs": 10}  # training canvases per epoch
-FAST = {"train": 1500, "test": 200, "epochs": 5}
+FAST = {"train": 1500, "test": 200, "epochs": 3}
 TRAINING = {"lr": 5e-3, "batch_size": 32}
 
 
@@ -568,7 +568,7 @@ def figure(rows: list[Explained], scenes: Scenes, title: str, out: Path) -> Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true", help="5 epochs of 1,500 canvases")
+    parser.add_argument("--fast", action="store_true", help="3 epochs of 1,500 canvases")
     parser.add_argument("--data", type=Path, default=None, help="folder with the IDX files")
     parser.add_argument("--out", type=Path, default=Path("docs/images/detection.png"))
     parser.add_argument("--save-model", type=Path, default=None, help="write the weights here")

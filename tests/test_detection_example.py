@@ -84,7 +84,7 @@ def _number(pattern: str, text: str) -> float:
 def test_the_detection_example_runs_fast_and_beats_a_centre_box_guess(fast_run):
     stdout, out = fast_run["stdout"], fast_run["out"]
     assert f"wrote {out}" in stdout
-    assert "5 epochs of 1,500 fresh training canvases" in stdout
+    assert "3 epochs of 1,500 fresh training canvases" in stdout
     assert "200 test canvases (" in stdout
     seconds = _number(r"trained in (\d+\.\d) s", stdout)
     recall = _number(r"recall (\d+\.\d)% \(IoU >= 0\.5, class right\)", stdout)
@@ -94,7 +94,7 @@ def test_the_detection_example_runs_fast_and_beats_a_centre_box_guess(fast_run):
     guess_iou = _number(r"centre-box guess .* mean IoU (\d\.\d+)", stdout)
     assert 0 < seconds < 300
     # the guess is given each item's class and still almost never overlaps it enough;
-    # the detector finds most items (measured: recall 69.4 %, located 99.0 %, mean IoU 0.587)
+    # the detector finds most items (measured: recall 61.4 %, located 98.0 %, mean IoU 0.500)
     assert guess < 5 and guess_iou < 0.2
     assert recall > guess + 40 and located > 85 and mean_iou > guess_iou + 0.3
 

@@ -175,7 +175,7 @@ def test_bash_blocks_in_the_docs_run_as_written(path, tmp_path, forks):
     if path.name == "cli.md":
         assert (tmp_path / "maps" / "7-sneaker.png" / "manifest.json").is_file()
         assert (tmp_path / "housing.png").is_file()
-        assert len(list((tmp_path / "maps-all").glob("*/comparison.png"))) == 10
+        assert len(list((tmp_path / "maps-all").glob("*/comparison.png"))) == 2
 
 
 def test_every_example_is_run_by_a_test_and_draws_a_docs_figure():
