@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,6 @@ def run(args: argparse.Namespace) -> int:
     if args.cv is not None:
         return _cross_validate(args, out, device)
 
-    import numpy as np
     import torch
 
     from xai.core.ood import input_statistics
@@ -96,18 +96,8 @@ def run(args: argparse.Namespace) -> int:
     from xai.training import evaluate, fit
 
     data = splits(args.dataset, args.data, fraction=args.fraction, seed=args.seed)
-    pixels = data.train.images.astype(np.float32) / 255
+    config = _architecture(args.model, data.train.images, data.train.class_names)
     height, width = data.train.images.shape[1:]
-    common = {
-        "num_classes": len(data.train.class_names),
-        "mean": round(float(pixels.mean()), 4),
-        "std": round(float(pixels.std()), 4),
-    }
-    config = (
-        {"in_channels": 1, **common}
-        if args.model == "gapcnn"
-        else {"in_features": height * width, **common}
-    )
     torch.manual_seed(args.seed)
     model = build(args.model, config).to(device)
     print(
@@ -177,11 +167,29 @@ def _folds(text: str) -> int | str:
     return folds
 
 
+def _architecture(model: str, images: Any, class_names: Sequence[str]) -> dict[str, Any]:
+    """The configuration ``xai.models.build(model, ...)`` gets for training on ``images``
+    ((N, H, W) uint8): the classes, the pixels' mean and standard deviation in [0, 1] (the
+    model's own normalisation layer), and one input channel (GAPCNN) or H * W features
+    (MLP)."""
+    import numpy as np
+
+    pixels = images.astype(np.float32) / 255
+    height, width = images.shape[1:]
+    common = {
+        "num_classes": len(class_names),
+        "mean": round(float(pixels.mean()), 4),
+        "std": round(float(pixels.std()), 4),
+    }
+    if model == "gapcnn":
+        return {"in_channels": 1, **common}
+    return {"in_features": height * width, **common}
+
+
 def _cross_validate(args: argparse.Namespace, out: Path, device: Any) -> int:
     """``xai train --cv K``: k-fold cross-validation; the result in OUT.cv.json."""
     result_path = out.with_name(out.name + ".cv.json")
     check_writable_file(result_path, "--out (the cross-validation result beside it)")
-    import numpy as np
 
     from xai.data import load, stratified_subsample
     from xai.models import build
@@ -190,18 +198,7 @@ def _cross_validate(args: argparse.Namespace, out: Path, device: Any) -> int:
     data = load(args.dataset, args.data, "train")
     if args.fraction != 1.0:
         data = data.subset(stratified_subsample(data.labels, args.fraction, args.seed))
-    pixels = data.images.astype(np.float32) / 255
-    height, width = data.images.shape[1:]
-    common = {
-        "num_classes": len(data.class_names),
-        "mean": round(float(pixels.mean()), 4),
-        "std": round(float(pixels.std()), 4),
-    }
-    config = (
-        {"in_channels": 1, **common}
-        if args.model == "gapcnn"
-        else {"in_features": height * width, **common}
-    )
+    config = _architecture(args.model, data.images, data.class_names)
     folds = len(data) if args.cv == "loo" else args.cv
     print(
         f"{args.model}, {folds}-fold cross-validation on {len(data):,} {args.dataset} "
