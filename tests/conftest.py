@@ -9,9 +9,39 @@ import torch
 from torch import nn
 
 import xai
+from tests._background import Scheduler
 
 # The Hugging Face models in the tests are built from their configs: never download.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# ------------------------------------------------------------ background runs
+
+_SCHEDULER: Scheduler | None = None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the background runs of the tests selected (tests/_background.py)."""
+    global _SCHEDULER
+    names = [m.args[0] for item in session.items for m in item.iter_markers("background")]
+    _SCHEDULER = Scheduler(names)
+
+
+def pytest_runtest_logfinish(nodeid: str, location: object) -> None:
+    if _SCHEDULER is not None:
+        _SCHEDULER.poll()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _SCHEDULER is not None:
+        _SCHEDULER.close()
+
+
+@pytest.fixture(scope="session")
+def background() -> Scheduler:
+    """The session's background runs: ``background.result(NAME)`` (tests/_background.py)."""
+    if _SCHEDULER is None:
+        raise RuntimeError("background runs start when collection ends; none was started")
+    return _SCHEDULER
 
 
 class TwoStage(nn.Module):

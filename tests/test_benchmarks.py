@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests._background import Job, Scheduler, job
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 sys.path.insert(0, str(BENCH))
@@ -88,6 +90,23 @@ def _run(*args: str) -> str:
     return result.stdout
 
 
+# The quick runs that take longest, started in the background (tests/_background.py)
+QUICK = {
+    "bench_new_methods": ["benchmarks/bench_new_methods.py", "--quick"],
+    "bench_shapley": ["benchmarks/bench_shapley.py", "--quick"],
+    "bench_dataset": ["benchmarks/bench_dataset.py", "--quick", "--no-ray", "--rounds", "1"],
+    "bench_shapley_ray": ["benchmarks/bench_shapley_ray.py", "--quick"],
+}
+for _name, _args in QUICK.items():
+    job(_name)(lambda folder, args=_args: Job([sys.executable, *args], cwd=ROOT))
+
+
+def _quick(background: Scheduler, name: str) -> str:
+    result = background.result(name)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 @pytest.mark.slow
 def test_bench_peers_runs_and_captum_agrees():
     out = _run("benchmarks/bench_peers.py", "--cases", "gapcnn-b1", "--rounds", "1", "--no-memory")
@@ -103,8 +122,9 @@ def test_bench_peers_runs_and_captum_agrees():
 
 
 @pytest.mark.slow
-def test_bench_new_methods_quick_prints_every_row():
-    out = _run("benchmarks/bench_new_methods.py", "--quick")
+@pytest.mark.background("bench_new_methods")
+def test_bench_new_methods_quick_prints_every_row(background):
+    out = _quick(background, "bench_new_methods")
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ")]
     ours = {r[1].strip(): float(r[3]) for r in rows if r[2].strip() == "xai"}
     expected = {"gradcam-elementwise", "fullgrad", "gradcam aug_smooth", "iscam (4 steps)"}
@@ -119,8 +139,9 @@ def test_bench_peers_memory_worker_reports_a_peak():
 
 
 @pytest.mark.slow
-def test_bench_shapley_quick_agrees_with_shap():
-    out = _run("benchmarks/bench_shapley.py", "--quick")
+@pytest.mark.background("bench_shapley")
+def test_bench_shapley_quick_agrees_with_shap(background):
+    out = _quick(background, "bench_shapley")
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| 1")]
     assert [r[0].strip() for r in rows] == ["10"]
     for row in rows:
@@ -187,8 +208,9 @@ def test_bench_vit_memory_worker_reports_a_peak():
 
 
 @pytest.mark.slow
-def test_bench_dataset_quick_prints_the_throughput_table():
-    out = _run("benchmarks/bench_dataset.py", "--quick", "--no-ray", "--rounds", "1")
+@pytest.mark.background("bench_dataset")
+def test_bench_dataset_quick_prints_the_throughput_table(background):
+    out = _quick(background, "bench_dataset")
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| gradcam")]
     assert len(rows) == 1
     forward, explain, store = (float(c.strip().replace(",", "")) for c in rows[0][2:5])
@@ -197,7 +219,8 @@ def test_bench_dataset_quick_prints_the_throughput_table():
 
 
 @pytest.mark.slow
-def test_bench_shapley_ray_quick_agrees_with_the_local_engine():
-    out = _run("benchmarks/bench_shapley_ray.py", "--quick")
+@pytest.mark.background("bench_shapley_ray")
+def test_bench_shapley_ray_quick_agrees_with_the_local_engine(background):
+    out = _quick(background, "bench_shapley_ray")
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| 10 |")]
     assert rows and all(r[-1].strip() == "0.0e+00" for r in rows if len(r) == 10), out

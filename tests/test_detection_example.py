@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import re
-import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +16,7 @@ import pytest
 import torch
 
 import xai
+from tests._background import Job, Scheduler, job
 from tests.conftest import fashion_mnist_installed
 from xai.targets import Box
 
@@ -26,6 +26,7 @@ CANVASES = 30  # test canvases whose items the oracle tests explain
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.background("detection"),
     pytest.mark.skipif(not fashion_mnist_installed(), reason="Fashion-MNIST is not installed"),
 ]
 
@@ -41,18 +42,21 @@ def _example() -> ModuleType:
     return module
 
 
+@job("detection")
+def _fast(folder: Path) -> Job:
+    return Job(
+        [sys.executable, str(EXAMPLE), "--fast", "--out", "detection.png",
+         "--save-model", "detector.pt"]
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
-def fast_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """``detection.py --fast`` once: what it printed, its figure and its weights."""
-    folder = tmp_path_factory.mktemp("detection")
-    out, weights = folder / "detection.png", folder / "detector.pt"
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--fast", "--out", str(out), "--save-model", str(weights)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def fast_run(background: Scheduler) -> dict[str, Any]:
+    """``detection.py --fast`` once, in the background: what it printed, its figure and
+    its weights."""
+    result = background.result("detection")
+    assert result.returncode == 0, result.stderr
+    out, weights = result.folder / "detection.png", result.folder / "detector.pt"
     return {"stdout": result.stdout, "out": out, "weights": weights}
 
 
@@ -83,7 +87,7 @@ def _number(pattern: str, text: str) -> float:
 
 def test_the_detection_example_runs_fast_and_beats_a_centre_box_guess(fast_run):
     stdout, out = fast_run["stdout"], fast_run["out"]
-    assert f"wrote {out}" in stdout
+    assert "wrote detection.png" in stdout and out.is_file()
     assert "3 epochs of 1,500 fresh training canvases" in stdout
     assert "200 test canvases (" in stdout
     seconds = _number(r"trained in (\d+\.\d) s", stdout)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import xai
+from tests._background import Job, Scheduler, job
 from tests.conftest import fashion_mnist_installed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,12 +38,31 @@ def _picture_shape(path: Path) -> tuple[int, int]:
     return picture.shape[0], picture.shape[1]
 
 
+def _fast(script: str) -> Callable[[Path], Job]:
+    """``examples/SCRIPT --fast --out FOLDER/x.png``, run in the background."""
+    return lambda folder: Job(
+        [sys.executable, str(EXAMPLES / script), "--fast", "--out", str(folder / "x.png")],
+        cwd=ROOT,
+        timeout=600,
+    )
+
+
+job("cnn_vs_dnn")(_fast("cnn_vs_dnn.py"))
+job("your_own_model")(_fast("your_own_model.py"))
+
+
+def _result(background: Scheduler, name: str) -> tuple[str, Path]:
+    result = background.result(name)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout, result.folder / "x.png"
+
+
 @pytest.mark.slow
-def test_cnn_vs_dnn_fast_trains_both_models_and_reports_consistent_metrics(tmp_path):
+@pytest.mark.background("cnn_vs_dnn")
+def test_cnn_vs_dnn_fast_trains_both_models_and_reports_consistent_metrics(background):
     if not fashion_mnist_installed():
         pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
-    out = tmp_path / "x.png"
-    stdout = _run("cnn_vs_dnn.py", "--fast", "--out", str(out)).stdout
+    stdout, out = _result(background, "cnn_vs_dnn")
 
     sizes = re.search(r"(\d+) training, (\d+) validation, (\d+) test images", stdout)
     assert sizes is not None, stdout
@@ -108,9 +129,9 @@ def _number(pattern: str, text: str) -> float:
 
 
 @pytest.mark.slow
-def test_your_own_model_fast_explains_a_resnet_and_leaves_it_as_it_was(tmp_path):
-    out = tmp_path / "x.png"
-    stdout = _run("your_own_model.py", "--fast", "--out", str(out)).stdout
+@pytest.mark.background("your_own_model")
+def test_your_own_model_fast_explains_a_resnet_and_leaves_it_as_it_was(background):
+    stdout, out = _result(background, "your_own_model")
 
     assert _number(r"accuracy on the samples ([\d.]+)", stdout) >= 0.9  # it learnt them
     found = re.findall(r"layer=(\S+)\s+\((\S+)\): raw \((\d+, \d+)\)", stdout)

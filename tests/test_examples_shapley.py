@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import xai
+from tests._background import Job, job
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -194,10 +195,18 @@ def _table(text: str) -> dict[str, dict[str, str]]:
     return rows
 
 
+@job("shap_vs_exact")
+def _shap_vs_exact(folder: Path) -> Job:
+    script = str(EXAMPLES / "shap_vs_exact.py")
+    return Job([sys.executable, script, "--fast", "--out", str(folder / "x.png")], cwd=ROOT)
+
+
 @pytest.mark.slow
-def test_shap_vs_exact_fast_run(tmp_path):
-    out = tmp_path / "x.png"
-    text = _run("shap_vs_exact.py", "--fast", "--out", str(out))
+@pytest.mark.background("shap_vs_exact")
+def test_shap_vs_exact_fast_run(background):
+    result = background.result("shap_vs_exact")
+    assert result.returncode == 0, result.stdout + result.stderr
+    text, out = result.stdout, result.folder / "x.png"
     rows = _table(text)
     assert set(rows) == {
         "exact (xai.exact_shapley)",

@@ -8,14 +8,27 @@ tracebacks or several lines."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.corpus.hostile_cli import report, run_all
+from tests._background import Job, Scheduler, job
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@job("hostile_cli")
+def _corpus(folder: Path) -> Job:
+    # its own table: one row per case, then "N of M cases ended in one line and exit 2..."
+    return Job([sys.executable, "-m", "tests.corpus.hostile_cli"], cwd=ROOT)
 
 
 @pytest.mark.slow
-def test_every_hostile_command_line_is_one_line_exit_2_within_bounds():
-    outcomes = run_all(sys.executable, None)
-    assert len(outcomes) == 18
-    assert all(o.held for o in outcomes), report(outcomes)
+@pytest.mark.background("hostile_cli")
+def test_every_hostile_command_line_is_one_line_exit_2_within_bounds(background: Scheduler):
+    result = background.result("hostile_cli")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == 18, result.stdout
+    assert all(row.rstrip().endswith("| yes |") for row in rows), result.stdout
+    assert "18 of 18 cases ended in one line and exit 2 within bounds" in result.stdout

@@ -5,13 +5,13 @@ the CAMs far above them."""
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 import xai
+from tests._background import Job, job
 from tests.conftest import fashion_mnist_installed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,25 +31,21 @@ def _table(out: str) -> dict[str, dict[str, float]]:
     return rows
 
 
+@job("localisation_benchmark")
+def _fast_run(folder: Path) -> Job:
+    script = ROOT / "examples" / "localisation_benchmark.py"
+    return Job([sys.executable, str(script), "--fast", "--out", "localisation.png"])
+
+
 @pytest.mark.slow
+@pytest.mark.background("localisation_benchmark")
 @pytest.mark.skipif(not fashion_mnist_installed(), reason="Fashion-MNIST is not installed")
-def test_the_localisation_benchmark_runs_fast(tmp_path):
-    out = tmp_path / "localisation.png"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "examples" / "localisation_benchmark.py"),
-            "--fast",
-            "--out",
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_the_localisation_benchmark_runs_fast(background):
+    result = background.result("localisation_benchmark")
+    assert result.returncode == 0, result.stderr
+    out = result.folder / "localisation.png"
     stdout = result.stdout
-    assert f"wrote {out}" in stdout
+    assert "wrote localisation.png" in stdout and out.is_file()
     assert "3,000 training, 300 validation, 300 test canvases; 2 epochs" in stdout
     accuracy = re.search(r"test accuracy (\d+\.\d)%", stdout)
     assert accuracy is not None and float(accuracy.group(1)) > 30  # chance is 10 %

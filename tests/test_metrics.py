@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 import xai
+from tests._background import Job, job
 from tests.conftest import make_gapcnn, make_two_stage
 from xai.metrics import (
     average_drop,
@@ -480,21 +480,17 @@ def _table(out: str) -> dict[str, dict[str, float]]:
 
 
 @pytest.mark.slow
-def test_the_evaluation_example_runs_fast(tmp_path):
-    out = tmp_path / "evaluate.png"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "examples" / "evaluate_explanations.py"),
-            "--fast",
-            "--out",
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+@job("evaluate_explanations")
+def _evaluation(folder: Path) -> Job:
+    script = ROOT / "examples" / "evaluate_explanations.py"
+    return Job([sys.executable, str(script), "--fast", "--out", str(folder / "evaluate.png")])
+
+
+@pytest.mark.background("evaluate_explanations")
+def test_the_evaluation_example_runs_fast(background):
+    result = background.result("evaluate_explanations")
+    assert result.returncode == 0, result.stderr
+    out = result.folder / "evaluate.png"
     assert f"wrote {out}" in result.stdout
     rows = _table(result.stdout)
     assert {"random", "centre", "gradcam", "scorecam", "cam"} <= set(rows)
