@@ -5,8 +5,8 @@ Most of the suite runs on one core: a test's torch work rarely keeps two busy, a
 examples' ``--fast`` runs, the benchmarks' quick runs and the hostile command-line corpus
 are fresh interpreters the test process only waits for. A test that needs such a run
 registers it (``job``), is marked ``@pytest.mark.background(NAME)`` and takes its result
-from the ``background`` fixture (tests/conftest.py). Once collection is done, the runs of
-the selected tests start one at a time, in the order the tests come, each with one torch
+from the ``background`` fixture (tests/conftest.py). Those tests go last; once collection
+is done, their runs start one at a time, in the order the tests come, each with one torch
 thread; a test whose run has not finished waits for it, one whose run has not started
 starts it at once. Nothing here is a thread: the next run starts when a test finishes
 and sees the previous one done (a Python thread in the test process would change what
@@ -100,6 +100,9 @@ class Scheduler:
 
     def _start(self, run: _Run) -> None:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        # a run's ray.init() starts a cluster of its own, never joins one a test started
+        # (ray.cluster_utils.Cluster leaves its address where ray.init() looks first)
+        env["RAY_ADDRESS"] = "local"
         out = (run.folder / ".stdout").open("wb")
         err = (run.folder / ".stderr").open("wb")
         run.files = [out, err]
