@@ -19,12 +19,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 _SCHEDULER: Scheduler | None = None
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests that take a background run's result go last (in their own order): their
-    runs then go on while every other test runs, and are done when they are needed."""
-    items.sort(key=lambda item: item.get_closest_marker("background") is not None)
-
-
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the background runs of the tests selected (tests/_background.py)."""
     global _SCHEDULER
