@@ -1,4 +1,4 @@
-"""``xai grid`` and ``xai.viz.grids.class_columns``: one example per class, one class per
+"""``xai grid`` and ``xai.viz.class_columns``: one example per class, one class per
 column, its maps under each method (the coursework's per-class figure, in landscape)."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from tests.conftest import fashion_mnist_installed
 from tests.test_viz import title_overlaps
 from xai.explanation import IMPORTANCE_LABEL
 from xai.models.loading import load_model
-from xai.viz.grids import _MISTAKE_COLOR, class_columns
+from xai.viz.class_columns import class_columns
+from xai.viz.grids import _MISTAKE_COLOR
 from xai.viz.overlay import to_rgb
 
 
@@ -235,3 +236,12 @@ def test_readme_figure_colour_bar_label():
     tests/test_docs.py's run of examples/readme_figure.py)."""
     text = Path("examples/readme_figure.py").read_text()
     assert '"importance, 0 = least, 1 = most"' in text and "Explanation.maps" not in text
+
+
+def test_the_old_path_finds_class_columns():
+    # class_columns moved out of xai.viz.grids (its own module); the old import still works
+    from xai.viz import grids
+
+    assert grids.class_columns is class_columns
+    with pytest.raises(AttributeError):
+        grids.no_such_thing

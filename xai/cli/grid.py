@@ -1,5 +1,5 @@
 """``xai grid``: one example of every class, its maps under each method, one class per
-column (``xai.viz.grids.class_columns``): the coursework's per-class figure as one PNG."""
+column (``xai.viz.class_columns.class_columns``): the coursework's per-class figure as one PNG."""
 
 from __future__ import annotations
 
@@ -231,7 +231,8 @@ def run(args: argparse.Namespace) -> int:
     from xai._files import check_writable_file
     from xai.cli.explain import check_layer, parse_methods
     from xai.core.inputs import prepare_inputs
-    from xai.viz.grids import class_columns, save_figure
+    from xai.viz.class_columns import class_columns
+    from xai.viz.grids import save_figure
 
     default = "gradcam" if args.mistakes else "cam,gradcam"
     methods = parse_methods(args.methods or default)
