@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xai.core.errors import XAIValueError
 from xai.core.validate import validate
 from xai.explanation import IMPORTANCE_LABEL
 from xai.viz._mpl import pyplot
@@ -18,10 +17,9 @@ from xai.viz.grids import (
     _MISTAKE_COLOR,
     _cell,
     _colorbar,
+    _explain_classes,
     _list,
     _listed_colormap,
-    _names,
-    _per_class,
     _show,
     _wrap,
 )
@@ -101,33 +99,11 @@ def class_columns(
     Returns:
         The figure: ``1 + len(methods)`` rows, one column per class present.
     """
-    import torch
-
-    import xai
-    from xai.core.targets import logits_of
-
     validate("class_columns", _CLASS_GRID, alpha=alpha)
-    if isinstance(methods, str):
-        methods = (methods,)
-    methods = list(methods)
-    if not methods:
-        raise XAIValueError("methods must name at least one method, e.g. ('cam', 'gradcam')")
-    heat = _listed_colormap(colormap)  # an unknown colour map is refused before any work
-    batch, truth, names, classes, missing = _per_class(model, images, labels, class_names)
-    with torch.no_grad():
-        scores = logits_of(model(batch))
-    if scores is None or scores.ndim != 2:
-        raise XAIValueError(
-            "the model must return (N, classes) scores (a tensor, or one in .logits); "
-            "wrap it in a module that returns them"
-        )
-    probabilities = torch.softmax(scores.float(), dim=1).cpu()
-    predicted = probabilities.argmax(dim=1)
-    names = _names(model, class_names, max(classes, int(predicted.max()) + 1))
-    explanations = {
-        method: xai.explain(model, batch, method=method, layer=layer, target=predicted.tolist())
-        for method in methods
-    }
+    found = _explain_classes(model, images, labels, class_names, methods, layer, colormap)
+    methods, batch, truth, names = found.methods, found.batch, found.truth, found.names
+    missing, predicted, explanations = found.missing, found.predicted, found.explanations
+    probabilities, heat = found.probabilities, _listed_colormap(colormap)
 
     rows, columns = 1 + len(methods), len(truth)
     cell_width, image_height = _cell(tuple(batch.shape[-2:]), 1.6, 1.75)

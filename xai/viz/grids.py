@@ -12,6 +12,7 @@ import math
 import os
 import textwrap
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -275,6 +276,59 @@ def _per_class(
     return images[picked], label_array[picked], names, classes, missing
 
 
+@dataclass(frozen=True)
+class _Explained:
+    """The per-class figures' common step (``class_grid``, ``class_columns``)."""
+
+    methods: list[str]
+    batch: Any  # the first image of every class present, in class order
+    truth: np.ndarray
+    names: list[str]
+    missing: list[str]
+    probabilities: Any  # (rows, classes) softmax of the model's scores, on the CPU
+    predicted: Any  # (rows,) the most probable class
+    explanations: dict[str, Any]  # method -> Explanation of the predicted class
+
+
+def _explain_classes(
+    model: Any,
+    images: Any,
+    labels: Any,
+    class_names: Sequence[str] | None,
+    methods: Sequence[str] | str,
+    layer: str | None,
+    colormap: str,
+) -> _Explained:
+    """Check ``methods`` and ``colormap`` (before any work), pick the first image of each
+    class, predict each one's class from the model's scores (a tensor, or one in
+    ``.logits``) and explain it with every method."""
+    import torch
+
+    import xai
+    from xai.core.targets import logits_of
+
+    chosen = [methods] if isinstance(methods, str) else list(methods)
+    if not chosen:
+        raise XAIValueError("methods must name at least one method, e.g. ('cam', 'gradcam')")
+    _listed_colormap(colormap)  # an unknown colour map is refused before any work
+    batch, truth, names, classes, missing = _per_class(model, images, labels, class_names)
+    with torch.no_grad():
+        scores = logits_of(model(batch))
+    if scores is None or scores.ndim != 2:
+        raise XAIValueError(
+            "the model must return (N, classes) scores (a tensor, or one in .logits); "
+            "wrap it in a module that returns them"
+        )
+    probabilities = torch.softmax(scores.float(), dim=1).cpu()
+    predicted = probabilities.argmax(dim=1)
+    names = _names(model, class_names, max(classes, int(predicted.max()) + 1))
+    explanations = {
+        method: xai.explain(model, batch, method=method, layer=layer, target=predicted.tolist())
+        for method in chosen
+    }
+    return _Explained(chosen, batch, truth, names, missing, probabilities, predicted, explanations)
+
+
 def class_grid(
     model: Any,
     images: Any,
@@ -309,25 +363,11 @@ def class_grid(
     Returns:
         The figure: one row per class present, ``1 + len(methods)`` columns.
     """
-    import torch
-
-    import xai
-
     validate("class_grid", _CLASS_GRID, alpha=alpha)
-    if isinstance(methods, str):
-        methods = (methods,)
-    methods = list(methods)
-    if not methods:
-        raise XAIValueError("methods must name at least one method, e.g. ('cam', 'gradcam')")
-    batch, truth, names, classes, missing = _per_class(model, images, labels, class_names)
+    found = _explain_classes(model, images, labels, class_names, methods, layer, colormap)
+    methods, batch, truth, names = found.methods, found.batch, found.truth, found.names
+    missing, predicted, explanations = found.missing, found.predicted, found.explanations
     rows = len(truth)
-    with torch.no_grad():
-        predicted = model(batch).argmax(dim=1).cpu()
-    names = _names(model, class_names, max(classes, int(predicted.max()) + 1))
-    explanations = {
-        method: xai.explain(model, batch, method=method, layer=layer, target=predicted.tolist())
-        for method in methods
-    }
 
     columns = 1 + len(methods)
     cell_width, image_height = _cell(tuple(batch.shape[-2:]), 1.95, 1.8)
