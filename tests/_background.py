@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["Done", "Job", "Scheduler", "job", "jobs"]
+__all__ = ["Done", "Job", "Scheduler", "job"]
 
 
 @dataclass(frozen=True)
@@ -68,10 +68,6 @@ def job(name: str) -> Callable[[Callable[[Path], Job]], Callable[[Path], Job]]:
         return factory
 
     return register
-
-
-def jobs() -> dict[str, Callable[[Path], Job]]:
-    return dict(_JOBS)
 
 
 # Runs (and their children) at the lowest priority, nice 19: a run takes mostly the time
